@@ -93,7 +93,10 @@ LANGUAGE sql STABLE AS $$ SELECT (at AT TIME ZONE tz)::date $$;
 
 -- Lock a player's row and apply rule 1 of SPEC (daily reset at local midnight).
 -- Returns the locked row, or nothing when the player has no row.
-CREATE OR REPLACE FUNCTION xp_lock_and_reset(p_guild bigint, p_user bigint, p_now timestamptz)
+DROP FUNCTION IF EXISTS xp_lock_and_reset(bigint, bigint, timestamptz);  -- pre-release signature
+-- With p_need_active, a player without an active character is only locked, not reset.
+CREATE OR REPLACE FUNCTION xp_lock_and_reset(p_guild bigint, p_user bigint, p_now timestamptz,
+                                             p_need_active boolean DEFAULT false)
 RETURNS SETOF users LANGUAGE plpgsql AS $$
 DECLARE
     u users;
@@ -101,6 +104,10 @@ DECLARE
 BEGIN
     SELECT * INTO u FROM users WHERE guild_id = p_guild AND user_id = p_user FOR UPDATE;
     IF NOT FOUND THEN
+        RETURN;
+    END IF;
+    IF p_need_active AND u.active_character_id IS NULL THEN
+        RETURN NEXT u;
         RETURN;
     END IF;
     today := xp_local_date(u.timezone, p_now);
@@ -148,7 +155,7 @@ BEGIN
         RETURN QUERY SELECT 'duplicate', NULL::bigint, NULL::text, 0, NULL::bigint, NULL::bigint, NULL::integer, NULL::integer;
         RETURN;
     END IF;
-    SELECT * INTO u FROM xp_lock_and_reset(p_guild, p_user, COALESCE(p_now, now()));
+    SELECT * INTO u FROM xp_lock_and_reset(p_guild, p_user, COALESCE(p_now, now()), true);
     IF u.active_character_id IS NULL THEN
         RETURN QUERY SELECT 'no_character', NULL::bigint, NULL::text, 0, NULL::bigint, NULL::bigint, NULL::integer, NULL::integer;
         RETURN;
