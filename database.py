@@ -6,11 +6,14 @@ changes it and writes it back.
 """
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import difflib
+import json
 import logging
 import os
 import shutil
+import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Iterable, Sequence
@@ -27,6 +30,8 @@ SCHEMA_LOCK = 0x5850_424F_54  # "XPBOT": serialises schema application across pr
 DEFAULTS = {"char_per_rp": 240, "daily_rp_cap": 10, "hf_attempt_xp": 1, "hf_success_xp": 5,
             "daily_hf_cap": 10}
 CHANNEL_KINDS = {"rp": "rp_channels", "hf": "hf_channels"}
+LEVELUP_MODES = ("message", "channel", "off")
+CONFIG_TTL = 60.0  # seconds a cached tracked-channel set may live without a NOTIFY
 AUTOCOMPLETE_LIMIT = 25  # Discord shows at most 25 choices
 
 
@@ -52,12 +57,14 @@ class GuildConfig:
     hf_attempt_xp: int = DEFAULTS["hf_attempt_xp"]
     hf_success_xp: int = DEFAULTS["hf_success_xp"]
     daily_hf_cap: int = DEFAULTS["daily_hf_cap"]
+    levelup_mode: str = "message"
+    levelup_channel: int | None = None
 
     @classmethod
     def from_row(cls, row: asyncpg.Record) -> "GuildConfig":
         return cls(guild_id=row["guild_id"], rp_channels=tuple(row["rp_channels"]),
-                   hf_channels=tuple(row["hf_channels"]),
-                   **{k: row[k] for k in DEFAULTS})
+                   hf_channels=tuple(row["hf_channels"]), levelup_mode=row["levelup_mode"],
+                   levelup_channel=row["levelup_channel"], **{k: row[k] for k in DEFAULTS})
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,6 +119,10 @@ _CHARACTER_COLUMNS = ("c.id, c.guild_id, c.user_id, c.name, c.xp, c.daily_xp, c.
 _CHARACTER_FROM = "characters c JOIN users u USING (guild_id, user_id)"
 
 
+async def _init_connection(con: asyncpg.Connection) -> None:
+    await con.set_type_codec("jsonb", schema="pg_catalog", encoder=json.dumps, decoder=json.loads)
+
+
 def _like_escape(text: str) -> str:
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
@@ -129,16 +140,21 @@ class Database:
         self.pool_options = {"min_size": min(min_size or 1, max_size), "max_size": max_size,
                              **pool_options}
         self.pool: asyncpg.Pool | None = None
+        self._tracked: dict[int, tuple[float, frozenset[int], frozenset[int]]] = {}
+        self._listener: asyncpg.Connection | None = None
+        self._listening = False
+        self._relisten: asyncio.Task | None = None
 
     # -- lifecycle -------------------------------------------------------
 
     async def connect(self) -> "Database":
         """Open the pool and apply schema.sql (a connection check as well)."""
         if self.pool is None:
-            self.pool = await asyncpg.create_pool(self.dsn, **self.pool_options)
+            self.pool = await asyncpg.create_pool(self.dsn, init=_init_connection, **self.pool_options)
             log.info("✅ Database connected")
             await self.apply_schema()
             log.info("✅ Database schema initialized")
+            await self._listen()
         return self
 
     async def apply_schema(self) -> None:
@@ -150,6 +166,12 @@ class Database:
     async def close(self) -> None:
         if self.pool is not None:
             pool, self.pool = self.pool, None
+            if self._relisten is not None:
+                self._relisten.cancel()
+            if self._listener is not None:
+                listener, self._listener, self._listening = self._listener, None, False
+                listener.remove_termination_listener(self._on_listener_lost)
+                await listener.close()
             await pool.close()
 
     async def __aenter__(self) -> "Database":
@@ -165,28 +187,52 @@ class Database:
         row = await self.pool.fetchrow("SELECT * FROM config WHERE guild_id = $1", guild_id)
         return GuildConfig.from_row(row) if row else GuildConfig(guild_id)
 
-    async def _set_config(self, guild_id: int, values: dict[str, int]) -> GuildConfig:
-        # Column names come from DEFAULTS only; values are parameters.
-        assert values and set(values) <= set(DEFAULTS)
-        cols = list(values)
-        params = ", ".join(f"${i + 2}" for i in range(len(cols)))
-        updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in cols)
+    async def _change_config(self, guild_id: int, changed_by: int | None, columns: list[str],
+                             upsert: str, *args: Any) -> tuple[GuildConfig, dict]:
+        """Run one config upsert (`upsert` uses $1 = guild and $4.. = args) and, when
+        `changed_by` is given, log each changed column in the same statement.
+        Returns the new config and the row as it was before (empty when there was none)."""
         row = await self.pool.fetchrow(
-            f"INSERT INTO config (guild_id, {', '.join(cols)}) VALUES ($1, {params}) "
-            f"ON CONFLICT (guild_id) DO UPDATE SET {updates}, updated_at = now() RETURNING *",
-            guild_id, *values.values())
-        return GuildConfig.from_row(row)
+            f"""WITH before AS (SELECT to_jsonb(c) AS j FROM config c WHERE guild_id = $1),
+                     upd AS ({upsert} RETURNING *),
+                     logged AS (
+                        INSERT INTO settings_log (guild_id, changed_by, setting, old_value, new_value)
+                        SELECT $1, $2, k, (SELECT j FROM before) -> k, to_jsonb(upd) -> k
+                          FROM upd, unnest($3::text[]) AS k
+                         WHERE $2::bigint IS NOT NULL
+                           AND (SELECT j FROM before) -> k IS DISTINCT FROM to_jsonb(upd) -> k)
+                SELECT upd.*, (SELECT j FROM before) AS before FROM upd""",
+            guild_id, changed_by, columns, *args)
+        self.forget_config(guild_id)
+        return GuildConfig.from_row(row), row["before"] or {}
 
-    async def set_rp_rate(self, guild_id: int, characters: int) -> GuildConfig:
+    async def _set_config(self, guild_id: int, values: dict[str, Any],
+                          changed_by: int | None) -> GuildConfig:
+        # Column names come from constants only; values are parameters.
+        assert values and set(values) <= set(DEFAULTS) | {"levelup_mode", "levelup_channel"}
+        cols = list(values)
+        params = ", ".join(f"${i + 4}" for i in range(len(cols)))
+        updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in cols)
+        cfg, _ = await self._change_config(
+            guild_id, changed_by, cols,
+            f"INSERT INTO config AS cfg (guild_id, {', '.join(cols)}) VALUES ($1, {params}) "
+            f"ON CONFLICT (guild_id) DO UPDATE SET {updates}, updated_at = now()",
+            *values.values())
+        return cfg
+
+    async def set_rp_rate(self, guild_id: int, characters: int, *,
+                          changed_by: int | None = None) -> GuildConfig:
         return await self._set_config(guild_id, {"char_per_rp": clean_int(
-            characters, "Characters per XP", 1, SETTING_MAX)})
+            characters, "Characters per XP", 1, SETTING_MAX)}, changed_by)
 
-    async def set_rp_cap(self, guild_id: int, amount: int) -> GuildConfig:
+    async def set_rp_cap(self, guild_id: int, amount: int, *,
+                         changed_by: int | None = None) -> GuildConfig:
         return await self._set_config(guild_id, {"daily_rp_cap": clean_int(
-            amount, "The daily RP XP cap", 1, SETTING_MAX)})
+            amount, "The daily RP XP cap", 1, SETTING_MAX)}, changed_by)
 
     async def set_hf(self, guild_id: int, *, attempt_xp: int | None = None,
-                     success_xp: int | None = None, daily_cap: int | None = None) -> GuildConfig:
+                     success_xp: int | None = None, daily_cap: int | None = None,
+                     changed_by: int | None = None) -> GuildConfig:
         values = {}
         if attempt_xp is not None:
             values["hf_attempt_xp"] = clean_int(attempt_xp, "XP per HF attempt", 0, SETTING_MAX)
@@ -196,33 +242,94 @@ class Database:
             values["daily_hf_cap"] = clean_int(daily_cap, "The daily HF XP cap", 1, SETTING_MAX)
         if not values:
             raise UserError("Give at least one of attempt_xp, success_xp or daily_cap.")
-        return await self._set_config(guild_id, values)
+        return await self._set_config(guild_id, values, changed_by)
 
-    async def add_channel(self, guild_id: int, kind: str, channel_id: int) -> tuple[GuildConfig, bool]:
+    async def set_levelup(self, guild_id: int, mode: str, channel_id: int | None = None, *,
+                          changed_by: int | None = None) -> GuildConfig:
+        """Where level-ups are announced: 'message' (where it happened), 'channel' (a fixed one) or 'off'."""
+        if mode not in LEVELUP_MODES:
+            raise UserError("Level-up announcements are `message`, `channel` or `off`.")
+        if mode == "channel" and channel_id is None:
+            raise UserError("Pick the channel level-ups should be announced in.")
+        return await self._set_config(guild_id, {"levelup_mode": mode, "levelup_channel":
+                                                 channel_id if mode == "channel" else None}, changed_by)
+
+    async def add_channel(self, guild_id: int, kind: str, channel_id: int, *,
+                          changed_by: int | None = None) -> tuple[GuildConfig, bool]:
         """Track `channel_id` for `kind` ('rp' or 'hf'); returns (config, whether it changed)."""
         col = CHANNEL_KINDS[kind]
-        row = await self.pool.fetchrow(
-            f"""WITH before AS (SELECT $2 = ANY({col}) AS had FROM config WHERE guild_id = $1)
-                INSERT INTO config AS cfg (guild_id, {col}) VALUES ($1, ARRAY[$2]::bigint[])
+        cfg, before = await self._change_config(
+            guild_id, changed_by, [col],
+            f"""INSERT INTO config AS cfg (guild_id, {col}) VALUES ($1, ARRAY[$4]::bigint[])
                 ON CONFLICT (guild_id) DO UPDATE
-                   SET {col} = CASE WHEN $2 = ANY(cfg.{col}) THEN cfg.{col}
-                                    ELSE array_append(cfg.{col}, $2) END,
-                       updated_at = now()
-                RETURNING *, NOT COALESCE((SELECT had FROM before), false) AS changed""",
-            guild_id, channel_id)
-        return GuildConfig.from_row(row), row["changed"]
+                   SET {col} = CASE WHEN $4 = ANY(cfg.{col}) THEN cfg.{col}
+                                    ELSE array_append(cfg.{col}, $4) END,
+                       updated_at = now()""", channel_id)
+        return cfg, channel_id not in before.get(col, ())
 
-    async def remove_channel(self, guild_id: int, kind: str, channel_id: int) -> tuple[GuildConfig, bool]:
+    async def remove_channel(self, guild_id: int, kind: str, channel_id: int, *,
+                             changed_by: int | None = None) -> tuple[GuildConfig, bool]:
         """Stop tracking `channel_id` for `kind`; returns (config, whether it changed)."""
         col = CHANNEL_KINDS[kind]
-        row = await self.pool.fetchrow(
-            f"""WITH before AS (SELECT $2 = ANY({col}) AS had FROM config WHERE guild_id = $1)
-                INSERT INTO config AS cfg (guild_id) VALUES ($1)
+        cfg, before = await self._change_config(
+            guild_id, changed_by, [col],
+            f"""INSERT INTO config AS cfg (guild_id) VALUES ($1)
                 ON CONFLICT (guild_id) DO UPDATE
-                   SET {col} = array_remove(cfg.{col}, $2), updated_at = now()
-                RETURNING *, COALESCE((SELECT had FROM before), false) AS changed""",
-            guild_id, channel_id)
-        return GuildConfig.from_row(row), row["changed"]
+                   SET {col} = array_remove(cfg.{col}, $4::bigint), updated_at = now()""", channel_id)
+        return cfg, channel_id in before.get(col, ())
+
+    async def settings_history(self, guild_id: int, limit: int = 20) -> list[asyncpg.Record]:
+        return await self.pool.fetch(
+            """SELECT changed_by, setting, old_value, new_value, created_at FROM settings_log
+               WHERE guild_id = $1 ORDER BY created_at DESC, id DESC LIMIT $2""", guild_id, limit)
+
+    # -- tracked channels, cached across messages --------------------------
+    # The XP functions check tracking themselves; this cache only spares a round trip
+    # for messages in untracked channels. Every process LISTENs for config changes,
+    # and entries also expire after CONFIG_TTL in case a notification is missed.
+
+    async def tracked_channels(self, guild_id: int) -> tuple[frozenset[int], frozenset[int]]:
+        """(RP channel ids, HF channel ids) of the guild."""
+        entry = self._tracked.get(guild_id)
+        if entry is not None and entry[0] > time.monotonic() and self._listening:
+            return entry[1], entry[2]
+        cfg = await self.get_config(guild_id)
+        value = (frozenset(cfg.rp_channels), frozenset(cfg.hf_channels))
+        self._tracked[guild_id] = (time.monotonic() + CONFIG_TTL, *value)
+        return value
+
+    def forget_config(self, guild_id: int) -> None:
+        self._tracked.pop(guild_id, None)
+
+    async def _listen(self) -> None:
+        """A dedicated connection (not from the pool) that hears config changes."""
+        try:
+            con = await asyncpg.connect(self.dsn)
+            await con.add_listener("xpbot_config", self._on_config_notify)
+            con.add_termination_listener(self._on_listener_lost)
+        except (OSError, asyncpg.PostgresError) as e:
+            log.warning("Config change listener unavailable (%s); caching disabled", type(e).__name__)
+            return
+        self._listener, self._listening = con, True
+        self._tracked.clear()  # anything cached before now may have missed a notification
+
+    def _on_config_notify(self, _con: object, _pid: int, _channel: str, payload: str) -> None:
+        self._tracked.pop(int(payload), None)
+
+    def _on_listener_lost(self, _con: object) -> None:
+        self._listening, self._listener = False, None
+        self._tracked.clear()
+        if self.pool is not None:
+            log.warning("Config change listener lost; reconnecting")
+            self._relisten = asyncio.get_running_loop().create_task(self._relisten_loop())
+
+    async def _relisten_loop(self) -> None:
+        delay = 0.5
+        while self.pool is not None and not self._listening:
+            await self._listen()
+            if not self._listening:
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 30.0)
 
     # -- players -----------------------------------------------------------
 
@@ -415,6 +522,25 @@ class Database:
             raise CharacterNotFound("That character no longer exists in this server.")
         return Award("awarded", row["id"], row["name"], row["user_id"],
                      row["xp_after"] - row["xp_before"], row["xp_before"], row["xp_after"])
+
+    async def grant_history(self, guild_id: int, character_id: int,
+                            limit: int = 10) -> list[asyncpg.Record]:
+        """The character's most recent staff grants, newest first."""
+        return await self.pool.fetch(
+            """SELECT granted_by, amount, xp_before, xp_after, reason, created_at FROM xp_grants
+               WHERE guild_id = $1 AND character_id = $2
+               ORDER BY created_at DESC, id DESC LIMIT $3""", guild_id, character_id, limit)
+
+    async def leaderboard(self, guild_id: int, *, page: int = 0,
+                          per_page: int = 10) -> tuple[list[Character], int]:
+        """One page of the guild's characters by XP (ties: oldest first), and how many there are."""
+        async with self.pool.acquire() as con:
+            rows = await con.fetch(
+                """SELECT c.*, false AS active FROM characters c WHERE c.guild_id = $1
+                   ORDER BY c.xp DESC, c.id LIMIT $2 OFFSET $3""",
+                guild_id, per_page, max(page, 0) * per_page)
+            total = await con.fetchval("SELECT count(*) FROM characters WHERE guild_id = $1", guild_id)
+        return [Character.from_row(r) for r in rows], total
 
     async def prune_processed_messages(self, older_than: dt.timedelta = dt.timedelta(days=1),
                                        now: dt.datetime | None = None) -> int:

@@ -18,8 +18,24 @@ CREATE TABLE IF NOT EXISTS config (
     hf_attempt_xp integer  NOT NULL DEFAULT 1   CHECK (hf_attempt_xp BETWEEN 0 AND 1000000),
     hf_success_xp integer  NOT NULL DEFAULT 5   CHECK (hf_success_xp BETWEEN 0 AND 1000000),
     daily_hf_cap  integer  NOT NULL DEFAULT 10  CHECK (daily_hf_cap  BETWEEN 1 AND 1000000),
+    -- Level-up announcements: in the channel of the message ('message'), in
+    -- levelup_channel ('channel'), or not at all ('off').
+    levelup_mode    text   NOT NULL DEFAULT 'message' CHECK (levelup_mode IN ('message', 'channel', 'off')),
+    levelup_channel bigint CHECK (levelup_mode <> 'channel' OR levelup_channel IS NOT NULL),
     updated_at    timestamptz NOT NULL DEFAULT now()
 );
+
+-- Every settings change: who, when, which setting, from what to what.
+CREATE TABLE IF NOT EXISTS settings_log (
+    id         bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    guild_id   bigint NOT NULL,
+    changed_by bigint NOT NULL,
+    setting    text   NOT NULL,
+    old_value  jsonb,
+    new_value  jsonb,
+    created_at timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX IF NOT EXISTS settings_log_guild_idx ON settings_log (guild_id, created_at DESC);
 
 -- A player in one guild: their active character, time zone and last daily reset.
 CREATE TABLE IF NOT EXISTS users (
@@ -234,5 +250,15 @@ BEGIN
     END IF;
 END
 $$;
+
+-- Other bot processes cache which channels are tracked: tell them when a guild's config changes.
+CREATE OR REPLACE FUNCTION xp_config_changed() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pg_notify('xpbot_config', COALESCE(NEW.guild_id, OLD.guild_id)::text);
+    RETURN NULL;
+END
+$$;
+CREATE OR REPLACE TRIGGER config_changed AFTER INSERT OR UPDATE OR DELETE ON config
+    FOR EACH ROW EXECUTE FUNCTION xp_config_changed();
 
 INSERT INTO schema_version (version) VALUES (1) ON CONFLICT DO NOTHING;

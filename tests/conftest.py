@@ -21,7 +21,7 @@ sys.path.insert(0, str(ROOT))
 
 from database import Database, LocalPostgres  # noqa: E402
 
-TABLES = "config, users, characters, xp_grants, processed_messages"
+TABLES = "config, users, characters, xp_grants, processed_messages, settings_log"
 
 
 @pytest.fixture(scope="session")

@@ -32,7 +32,7 @@ async def state(db: Database, guild: int = G) -> list[tuple]:
 async def snapshot(db: Database) -> dict[str, list]:
     """Every row of every table, to show a refusal changed nothing."""
     out = {}
-    for table in ("config", "users", "characters", "xp_grants", "processed_messages"):
+    for table in ("config", "users", "characters", "xp_grants", "processed_messages", "settings_log"):
         out[table] = sorted((tuple(r) for r in await db.pool.fetch(f"SELECT * FROM {table}")), key=repr)
     return out
 
@@ -41,7 +41,7 @@ async def snapshot(db: Database) -> dict[str, list]:
 
 async def test_guild_without_config_row_gets_the_spec_defaults(db):
     cfg = await db.get_config(G)
-    assert cfg == GuildConfig(G, (), (), 240, 10, 1, 5, 10)
+    assert cfg == GuildConfig(G, (), (), 240, 10, 1, 5, 10, "message", None)
     assert await db.pool.fetchval("SELECT count(*) FROM config") == 0  # reading writes nothing
 
 
@@ -569,3 +569,70 @@ async def test_lookups_made_per_message_or_command_use_an_index(db, indexes, pla
         plan = "\n".join(r[0] for r in await con.fetch("EXPLAIN " + plan_query))
         await con.execute("RESET enable_seqscan")
     assert any(index in plan for index in indexes.split()), plan
+
+
+# -- Settings history, level-up settings, leaderboard, tracked-channel cache ----------
+
+async def test_settings_changes_are_recorded_with_who_and_what(db):
+    await db.set_rp_rate(G, 100, changed_by=BOB)
+    await db.set_rp_rate(G, 100, changed_by=BOB)          # no change, nothing logged
+    await db.add_channel(G, "rp", RP, changed_by=ALICE)
+    await db.add_channel(G, "rp", RP, changed_by=ALICE)   # already tracked
+    await db.set_hf(G, attempt_xp=2, daily_cap=4, changed_by=BOB)
+    await db.set_rp_cap(G, 7)                             # no actor given: not logged
+    log = [(r["changed_by"], r["setting"], r["old_value"], r["new_value"])
+           for r in reversed(await db.settings_history(G))]
+    assert log == [(BOB, "char_per_rp", None, 100), (ALICE, "rp_channels", [], [RP]),
+                   (BOB, "hf_attempt_xp", 1, 2), (BOB, "daily_hf_cap", 10, 4)]
+
+
+async def test_levelup_announcements_are_configurable_and_validated(db):
+    assert (await db.get_config(G)).levelup_mode == "message"
+    cfg = await db.set_levelup(G, "channel", 555, changed_by=BOB)
+    assert (cfg.levelup_mode, cfg.levelup_channel) == ("channel", 555)
+    cfg = await db.set_levelup(G, "off")
+    assert (cfg.levelup_mode, cfg.levelup_channel) == ("off", None)
+    for mode, channel in (("channel", None), ("loud", None)):
+        with pytest.raises(UserError):
+            await db.set_levelup(G, mode, channel)
+    assert (await db.get_config(G)).levelup_mode == "off"
+
+
+async def test_leaderboard_pages_by_xp_with_ties_oldest_first(db):
+    ids = []
+    for i, xp in enumerate([50, 500, 50, 0, 9000]):
+        c = await db.create_character(G, 100 + i, f"C{i}")
+        if xp:
+            await db.grant_xp(G, c.id, xp, granted_by=BOB)
+        ids.append(c.id)
+    await db.create_character(G2, ALICE, "Elsewhere")
+    first, total = await db.leaderboard(G, per_page=2)
+    second, _ = await db.leaderboard(G, page=1, per_page=2)
+    third, _ = await db.leaderboard(G, page=2, per_page=2)
+    assert total == 5
+    assert [c.name for c in first + second + third] == ["C4", "C1", "C0", "C2", "C3"]
+
+
+async def test_grant_history_lists_a_characters_grants_newest_first(db):
+    luna = await db.create_character(G, ALICE, "Luna")
+    for amount, reason in ((10, "a"), (-3, None), (5, "c")):
+        await db.grant_xp(G, luna.id, amount, granted_by=BOB, reason=reason)
+    assert [(r["amount"], r["reason"]) for r in await db.grant_history(G, luna.id)] == [
+        (5, "c"), (-3, None), (10, "a")]
+
+
+async def test_tracked_channel_cache_is_invalidated_across_processes(db, database_url):
+    other = Database(database_url, max_size=2)
+    await other.connect()
+    try:
+        assert await other.tracked_channels(G) == (frozenset(), frozenset())
+        await db.add_channel(G, "rp", RP)          # another process changes the config
+        for _ in range(100):                       # the NOTIFY arrives asynchronously
+            if await other.tracked_channels(G) == (frozenset({RP}), frozenset()):
+                break
+            await asyncio.sleep(0.02)
+        assert await other.tracked_channels(G) == (frozenset({RP}), frozenset())
+        await other.remove_channel(G, "rp", RP)    # this process: forgotten at once
+        assert await other.tracked_channels(G) == (frozenset(), frozenset())
+    finally:
+        await other.close()
