@@ -7,6 +7,7 @@ changes it and writes it back.
 from __future__ import annotations
 
 import asyncio
+import collections
 import datetime as dt
 import difflib
 import json
@@ -33,6 +34,23 @@ CHANNEL_KINDS = {"rp": "rp_channels", "hf": "hf_channels"}
 LEVELUP_MODES = ("message", "channel", "off")
 CONFIG_TTL = 60.0  # seconds a cached tracked-channel set may live without a NOTIFY
 AUTOCOMPLETE_LIMIT = 25  # Discord shows at most 25 choices
+
+
+class DatabaseUnavailable(UserError):
+    def __init__(self, message: str = "The database is unavailable right now; try again in a "
+                                      "few seconds. No XP is lost meanwhile."):
+        super().__init__(message)
+
+
+# What a lost or refused connection looks like: worth retrying, not a bug.
+# (InternalClientError: asyncpg's protocol state after the server dropped the connection.)
+UNAVAILABLE_ERRORS = (OSError, asyncio.TimeoutError, asyncpg.PostgresConnectionError,
+                      asyncpg.InterfaceError, asyncpg.exceptions.OperatorInterventionError,
+                      asyncpg.InternalClientError)
+
+
+def is_unavailable(exc: BaseException) -> bool:
+    return isinstance(exc, UNAVAILABLE_ERRORS) and not isinstance(exc, UserError)
 
 
 class CharacterNotFound(UserError):
@@ -138,7 +156,7 @@ class Database:
         self.dsn = dsn
         max_size = max_size or int(os.environ.get("DATABASE_POOL_SIZE", "10"))
         self.pool_options = {"min_size": min(min_size or 1, max_size), "max_size": max_size,
-                             **pool_options}
+                             "timeout": 10, "command_timeout": 30, **pool_options}
         self.pool: asyncpg.Pool | None = None
         self._tracked: dict[int, tuple[float, frozenset[int], frozenset[int]]] = {}
         self._listener: asyncpg.Connection | None = None
@@ -551,6 +569,127 @@ class Database:
             "DELETE FROM processed_messages WHERE message_id < $1", max(cutoff_ms, 0) << 22)
         return int(status.split()[-1])
 
+
+
+class PendingAwards:
+    """XP events that could not reach the database, kept in arrival order and replayed
+    when it returns. Awards are idempotent by message id, so an award whose commit was
+    lost with the connection, then retried, still counts once.
+
+    While anything is pending, new events queue behind it: order is kept.
+    `spool` (a JSON-lines file) keeps what is still pending across a shutdown.
+    """
+
+    def __init__(self, db: Database, *, limit: int = 100_000, spool: str | os.PathLike | None = None,
+                 on_award: Any = None, retry_delay: float = 0.5):
+        self.db = db
+        self.limit = limit
+        self.spool = Path(spool) if spool else None
+        self.on_award = on_award          # async callback(kind, event, Award), e.g. level-up posts
+        self.retry_delay = retry_delay
+        self.pending: collections.deque[tuple[str, dict]] = collections.deque()
+        self.dropped = 0
+        self._replayer: asyncio.Task | None = None
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    async def submit(self, kind: str, *, at: dt.datetime | None = None, **event: Any) -> Award | None:
+        """Apply an 'rp' or 'hf' award now (`event` = the award_rp/award_hf arguments), or
+        keep it for later; a kept event counts on the day of `at` (the message's time).
+        Returns None when kept."""
+        if not self.pending:
+            try:
+                award = await self._apply(kind, event)
+            except Exception as e:
+                if not is_unavailable(e):
+                    raise
+                log.warning("Database unavailable (%s): keeping XP events until it returns",
+                            type(e).__name__)
+            else:
+                return award
+        self._keep(kind, {**event, "now": event.get("now") or at})
+        return None
+
+    def _keep(self, kind: str, event: dict) -> None:
+        if len(self.pending) >= self.limit:
+            self.dropped += 1
+            if self.dropped == 1 or self.dropped % 1000 == 0:
+                log.error("Pending XP queue full (%d events): %d event(s) dropped so far",
+                          self.limit, self.dropped)
+            return
+        self.pending.append((kind, event))
+        self._idle.clear()
+        if self._replayer is None or self._replayer.done():
+            self._replayer = asyncio.get_running_loop().create_task(self._replay())
+
+    async def _apply(self, kind: str, event: dict) -> Award:
+        award = await (self.db.award_rp if kind == "rp" else self.db.award_hf)(**event)
+        if self.on_award is not None:
+            await self.on_award(kind, event, award)
+        return award
+
+    async def _replay(self) -> None:
+        delay = self.retry_delay
+        while self.pending:
+            kind, event = self.pending[0]
+            try:
+                await self._apply(kind, event)
+            except Exception as e:
+                if is_unavailable(e):
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, 10.0)
+                    continue
+                log.exception("Pending XP event could not be applied; skipped: %r", event)
+            self.pending.popleft()
+            delay = self.retry_delay
+            if not self.pending:
+                log.info("Database back: all kept XP events applied")
+        self._idle.set()
+
+    async def drain(self, timeout: float | None = None) -> bool:
+        """Wait until nothing is pending; False if `timeout` ran out first."""
+        try:
+            await asyncio.wait_for(self._idle.wait(), timeout)
+            return True
+        except asyncio.TimeoutError:
+            return False
+
+    def save(self) -> int:
+        """Write what is still pending to the spool file (at shutdown); returns how many."""
+        if self._replayer is not None:
+            self._replayer.cancel()
+        if not self.spool:
+            return len(self.pending)
+        if not self.pending:
+            self.spool.unlink(missing_ok=True)
+            return 0
+        tmp = self.spool.with_suffix(".tmp")
+        with tmp.open("w", encoding="utf-8") as f:
+            for kind, event in self.pending:
+                f.write(json.dumps({"kind": kind, **_jsonable(event)}) + "\n")
+        os.replace(tmp, self.spool)
+        log.warning("%d XP event(s) kept in %s until the next start", len(self.pending), self.spool)
+        return len(self.pending)
+
+    def load(self) -> int:
+        """Queue the events a previous run saved; they replay in order (call after connect)."""
+        if not self.spool or not self.spool.exists():
+            return 0
+        count = 0
+        for line in self.spool.read_text(encoding="utf-8").splitlines():
+            if line.strip():
+                item = json.loads(line)
+                kind = item.pop("kind")
+                if item.get("now"):
+                    item["now"] = dt.datetime.fromisoformat(item["now"])
+                self._keep(kind, item)
+                count += 1
+        self.spool.unlink()
+        return count
+
+
+def _jsonable(event: dict) -> dict:
+    return {k: v.isoformat() if isinstance(v, dt.datetime) else v for k, v in event.items()}
 
 # -- a local PostgreSQL server -------------------------------------------------
 # For `python bot.py` without DATABASE_URL (a persistent data folder) and for the

@@ -1,0 +1,204 @@
+"""Reliability of the XP path when PostgreSQL goes away: nothing lost, nothing counted twice."""
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from database import Database, DatabaseUnavailable, LocalPostgres, PendingAwards, is_unavailable
+
+G, RP = 8001, 81
+RATE = 10
+PLAYERS = [8100 + i for i in range(10)]
+NOW = dt.datetime(2026, 6, 15, 12, 0, tzinfo=dt.timezone.utc)
+
+
+@pytest.fixture
+def own_server():
+    """A PostgreSQL server this test may stop and start (not the shared one)."""
+    work = Path(tempfile.mkdtemp(prefix="xpbot-outage-"))
+    os.chmod(work, 0o755)
+    server = LocalPostgres(work / "data", throwaway=True)
+    server.start()
+    try:
+        yield server
+    finally:
+        try:
+            server.stop()
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+async def prepare(db: Database) -> None:
+    await db.add_channel(G, "rp", RP)
+    await db.set_rp_rate(G, RATE)
+    await db.set_rp_cap(G, 1_000_000)
+    for p in PLAYERS:
+        await db.create_character(G, p, f"P{p}")
+
+
+async def xp_by_player(db: Database) -> dict[int, int]:
+    rows = await db.pool.fetch("SELECT user_id, xp FROM characters WHERE guild_id = $1", G)
+    return {r["user_id"]: r["xp"] for r in rows}
+
+
+async def test_postgres_restart_under_a_stream_of_messages_loses_no_xp(own_server):
+    db = Database(own_server.url, max_size=4)
+    await db.connect()
+    await prepare(db)
+    pending = PendingAwards(db, retry_delay=0.1)
+    sent: dict[int, int] = {p: 0 for p in PLAYERS}
+    kept = 0
+
+    async def stream():
+        nonlocal kept
+        for i in range(1500):
+            player = PLAYERS[i % len(PLAYERS)]
+            sent[player] += 10  # each message is exactly one XP
+            award = await pending.submit("rp", at=NOW, guild_id=G, channel_ids=[RP], user_id=player,
+                                         length=10, message_id=i + 1)
+            kept += award is None
+            await asyncio.sleep(0.001)
+
+    async def outage():
+        await asyncio.sleep(0.3)
+        await asyncio.to_thread(own_server.stop)
+        await asyncio.sleep(1.0)
+        await asyncio.to_thread(own_server.start)
+
+    await asyncio.gather(stream(), outage())
+    assert await pending.drain(timeout=60)
+    assert kept > 0, "the outage should have happened during the stream"
+    assert pending.dropped == 0
+    assert await xp_by_player(db) == {p: n // RATE for p, n in sent.items()}
+    # the pool recovered by itself: ordinary queries work again
+    assert (await db.get_config(G)).char_per_rp == RATE
+    await db.close()
+
+
+async def test_commands_during_an_outage_get_a_retryable_error_not_a_crash(own_server):
+    db = Database(own_server.url, max_size=2)
+    await db.connect()
+    await prepare(db)
+    await asyncio.to_thread(own_server.stop)
+    try:
+        with pytest.raises(Exception) as err:
+            await db.list_characters(G, PLAYERS[0])
+        assert is_unavailable(err.value)
+        assert "try again" in str(DatabaseUnavailable())
+    finally:
+        await asyncio.to_thread(own_server.start)
+    assert len(await db.list_characters(G, PLAYERS[0])) == 1
+    await db.close()
+
+
+class CuttingProxy:
+    """A TCP proxy to PostgreSQL that can swallow the server's next reply and cut the
+    connection: the award commits, but the bot never hears that it did."""
+
+    def __init__(self, port: int):
+        self.port = port
+        self.cut_next_reply = False
+        self.cuts = 0
+
+    async def start(self) -> int:
+        self.server = await asyncio.start_server(self._client, "127.0.0.1", 0)
+        return self.server.sockets[0].getsockname()[1]
+
+    async def _client(self, creader, cwriter):
+        sreader, swriter = await asyncio.open_connection("127.0.0.1", self.port)
+
+        async def pump(reader, writer, from_server):
+            try:
+                while data := await reader.read(65536):
+                    if from_server and self.cut_next_reply:
+                        self.cut_next_reply = False
+                        self.cuts += 1
+                        await asyncio.sleep(0.2)  # the server has committed by now
+                        break
+                    writer.write(data)
+                    await writer.drain()
+            except (ConnectionError, OSError):
+                pass
+            finally:
+                for w in (cwriter, swriter):
+                    w.close()
+
+        await asyncio.gather(pump(creader, swriter, False), pump(sreader, cwriter, True))
+
+    async def close(self):
+        self.server.close()
+
+
+async def test_an_award_whose_reply_was_lost_is_retried_and_counted_once(database_url):
+    direct = Database(database_url, max_size=2)
+    await direct.connect()
+    await direct.pool.execute("TRUNCATE config, users, characters, processed_messages CASCADE")
+    await prepare(direct)
+    from urllib.parse import urlsplit
+    proxy = CuttingProxy(urlsplit(database_url).port)
+    port = await proxy.start()
+    proxied_url = database_url.replace(f":{urlsplit(database_url).port}/", f":{port}/")
+    db = Database(proxied_url, min_size=1, max_size=1)
+    await db.connect()
+    pending = PendingAwards(db, retry_delay=0.05)
+    try:
+        proxy.cut_next_reply = True
+        first = await pending.submit("rp", at=NOW, guild_id=G, channel_ids=[RP], user_id=PLAYERS[0],
+                                     length=30, message_id=777)
+        assert first is None and proxy.cuts == 1          # the bot saw a lost connection
+        assert await pending.drain(timeout=30)
+        assert (await xp_by_player(direct))[PLAYERS[0]] == 3  # committed once, not twice
+        again = await pending.submit("rp", guild_id=G, channel_ids=[RP], user_id=PLAYERS[0],
+                                     length=30, message_id=777)
+        assert again.status == "duplicate"
+    finally:
+        await db.close()
+        await proxy.close()
+        await direct.close()
+
+
+async def test_pending_events_survive_a_shutdown_in_a_spool_file(own_server, tmp_path):
+    db = Database(own_server.url, max_size=2)
+    await db.connect()
+    await prepare(db)
+    spool = tmp_path / "pending.jsonl"
+    pending = PendingAwards(db, spool=spool, retry_delay=0.05)
+    await asyncio.to_thread(own_server.stop)
+    for i in range(5):
+        await pending.submit("rp", at=NOW, guild_id=G, channel_ids=[RP], user_id=PLAYERS[0],
+                             length=10, message_id=900 + i)
+    assert pending.save() == 5 and spool.exists()
+    await db.close()
+
+    await asyncio.to_thread(own_server.start)      # the next start of the bot
+    db = Database(own_server.url, max_size=2)
+    await db.connect()
+    restarted = PendingAwards(db, spool=spool)
+    assert restarted.load() == 5 and not spool.exists()
+    assert await restarted.drain(timeout=30)
+    assert (await xp_by_player(db))[PLAYERS[0]] == 5
+    await db.close()
+
+
+async def test_a_full_pending_queue_drops_new_events_and_says_so(own_server, caplog):
+    db = Database(own_server.url, max_size=2)
+    await db.connect()
+    await prepare(db)
+    await asyncio.to_thread(own_server.stop)
+    pending = PendingAwards(db, limit=3, retry_delay=0.05)
+    try:
+        for i in range(5):
+            await pending.submit("rp", at=NOW, guild_id=G, channel_ids=[RP], user_id=PLAYERS[0],
+                                 length=10, message_id=i + 1)
+        assert len(pending.pending) == 3 and pending.dropped == 2
+        assert "queue full" in caplog.text
+    finally:
+        await asyncio.to_thread(own_server.start)
+    assert await pending.drain(timeout=30)
+    await db.close()
