@@ -15,7 +15,7 @@ import logging
 import os
 import shutil
 import time
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
@@ -105,6 +105,17 @@ class Character:
     @classmethod
     def from_row(cls, row: asyncpg.Record) -> "Character":
         return cls(**{k: row[k] for k in cls.__slots__ if k in row.keys()})
+
+
+@dataclass(frozen=True, slots=True)
+class RPMessage:
+    """One message to award RP XP for (see award_rp_many)."""
+    guild_id: int
+    channel_id: int
+    parent_id: int | None
+    user_id: int
+    length: int
+    message_id: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -510,6 +521,24 @@ class Database:
         return Award(row["status"], row["character_id"], row["name"], user_id, row["gained"],
                      row["xp_before"], row["xp_after"])
 
+    async def award_rp_many(self, messages: Sequence["RPMessage"], *,
+                            now: dt.datetime | Sequence[dt.datetime | None] | None = None) -> list[Award]:
+        """award_rp for many messages in one round trip; results in the same order.
+        `now`: one time for all, one per message, or None for the database's clock."""
+        if not messages:
+            return []
+        cols = list(zip(*((m.guild_id, m.channel_id, m.parent_id, m.user_id, m.length, m.message_id)
+                          for m in messages)))
+        times = list(now) if isinstance(now, (list, tuple)) else [now] * len(messages)
+        rows = await self.pool.fetch(
+            "SELECT * FROM xp_award_rp_many($1, $2, $3, $4, $5, $6, $7)", *map(list, cols), times)
+        awards: list[Award | None] = [None] * len(messages)
+        for r in rows:
+            m = messages[r["ord"] - 1]
+            awards[r["ord"] - 1] = Award(r["status"], r["character_id"], r["name"], m.user_id,
+                                         r["gained"], r["xp_before"], r["xp_after"])
+        return awards
+
     async def award_hf(self, guild_id: int, channel_ids: Sequence[int], name: str,
                        mentions: Iterable[int], success: bool, *, message_id: int | None = None,
                        now: dt.datetime | None = None) -> Award:
@@ -571,83 +600,182 @@ class Database:
 
 
 
-class PendingAwards:
-    """XP events that could not reach the database, kept in arrival order and replayed
-    when it returns. Awards are idempotent by message id, so an award whose commit was
-    lost with the connection, then retried, still counts once.
+class XPQueue:
+    """The road from a Discord message to an XP award, built for bursts and outages.
 
-    While anything is pending, new events queue behind it: order is kept.
-    `spool` (a JSON-lines file) keeps what is still pending across a shutdown.
+    RP messages that arrive while earlier ones are being written go to the database
+    together, in one round trip (`award_rp_many`): under load that is far fewer than
+    one round trip per message, at no cost in latency when quiet.
+
+    When the database is unreachable, events are kept in arrival order (up to `limit`)
+    and replayed when it returns; while anything is kept, new events queue behind it.
+    Awards are idempotent by message id, so an award whose commit was lost with the
+    connection, then retried, still counts once. `save()`/`load()` carry what is still
+    kept across a restart in a JSON-lines `spool` file.
     """
 
     def __init__(self, db: Database, *, limit: int = 100_000, spool: str | os.PathLike | None = None,
-                 on_award: Any = None, retry_delay: float = 0.5):
+                 on_award: Any = None, retry_delay: float = 0.5, max_batch: int = 100,
+                 max_inflight: int = 4):
         self.db = db
         self.limit = limit
         self.spool = Path(spool) if spool else None
         self.on_award = on_award          # async callback(kind, event, Award), e.g. level-up posts
         self.retry_delay = retry_delay
-        self.pending: collections.deque[tuple[str, dict]] = collections.deque()
+        self.max_batch = max_batch
+        self.max_inflight = max_inflight
+        self.pending: collections.deque[tuple[str, Any]] = collections.deque()  # kept in an outage
         self.dropped = 0
+        self.round_trips = 0
+        self._buffer: list[tuple[RPMessage, asyncio.Future]] = []
+        self._flushers: set[asyncio.Task] = set()
         self._replayer: asyncio.Task | None = None
         self._idle = asyncio.Event()
         self._idle.set()
 
-    async def submit(self, kind: str, *, at: dt.datetime | None = None, **event: Any) -> Award | None:
-        """Apply an 'rp' or 'hf' award now (`event` = the award_rp/award_hf arguments), or
-        keep it for later; a kept event counts on the day of `at` (the message's time).
-        Returns None when kept."""
+    # -- submitting ------------------------------------------------------------
+
+    async def rp(self, message: RPMessage, *, at: dt.datetime | None = None) -> Award | None:
+        """Award RP XP for one message; None when kept for later (database unavailable).
+        `at` (the message's time) is the day a kept message counts on."""
+        if self.pending:
+            self._keep("rp", (message, at))
+            return None
+        future = asyncio.get_running_loop().create_future()
+        self._buffer.append(((message, at), future))
+        self._idle.clear()
+        if len(self._flushers) < self.max_inflight:
+            task = asyncio.get_running_loop().create_task(self._flush())
+            self._flushers.add(task)
+            task.add_done_callback(self._flusher_done)
+        return await future
+
+    async def hf(self, *, at: dt.datetime | None = None, **event: Any) -> Award | None:
+        """award_hf (same arguments) now, or kept for later; None when kept."""
         if not self.pending:
             try:
-                award = await self._apply(kind, event)
+                award = await self._apply_hf(event)
             except Exception as e:
                 if not is_unavailable(e):
                     raise
-                log.warning("Database unavailable (%s): keeping XP events until it returns",
-                            type(e).__name__)
+                self._unavailable(e)
             else:
                 return award
-        self._keep(kind, {**event, "now": event.get("now") or at})
+        self._keep("hf", {**event, "now": event.get("now") or at})
         return None
 
-    def _keep(self, kind: str, event: dict) -> None:
+    # -- writing -----------------------------------------------------------------
+
+    async def _flush(self) -> None:
+        while self._buffer:
+            batch, self._buffer = self._buffer[:self.max_batch], self._buffer[self.max_batch:]
+            items = [item for item, _ in batch]
+            try:
+                awards = await self._apply_rp(items, live=True)
+            except Exception as e:
+                if not is_unavailable(e):
+                    for _, future in batch:
+                        if not future.done():
+                            future.set_exception(e)
+                    continue
+                self._unavailable(e)
+                for item, _ in batch:
+                    self._keep("rp", item)
+                # everything still buffered arrived after this batch: keep it behind it
+                rest, self._buffer = self._buffer, []
+                for item, future in rest:
+                    self._keep("rp", item)
+                    future.set_result(None)
+                for _, future in batch:
+                    future.set_result(None)
+                return
+            for (_, future), award in zip(batch, awards):
+                if not future.done():
+                    future.set_result(award)
+
+    def _flusher_done(self, task: asyncio.Task) -> None:
+        self._flushers.discard(task)
+        if not task.cancelled() and task.exception():
+            log.error("XP writer failed", exc_info=task.exception())
+        self._check_idle()
+
+    def _check_idle(self) -> None:
+        if not self._buffer and not self._flushers and not self.pending:
+            self._idle.set()
+
+    async def _apply_rp(self, items: list[tuple[RPMessage, dt.datetime | None]], live: bool) -> list[Award]:
+        messages = [m for m, _ in items]
+        # live messages count at the database's clock; replayed ones at their own time
+        now = None if live else [at for _, at in items]
+        self.round_trips += 1
+        awards = await self.db.award_rp_many(messages, now=now)
+        for message, award in zip(messages, awards):
+            await self._announce("rp", message, award)
+        return awards
+
+    async def _apply_hf(self, event: dict) -> Award:
+        self.round_trips += 1
+        award = await self.db.award_hf(**event)
+        await self._announce("hf", event, award)
+        return award
+
+    async def _announce(self, kind: str, event: Any, award: Award) -> None:
+        """Tell `on_award`; its failures are logged, never undo or repeat the award."""
+        if self.on_award is not None and award.status == "awarded":
+            try:
+                await self.on_award(kind, event, award)
+            except Exception:
+                log.exception("on_award callback failed for %s award %r", kind, award)
+
+    # -- keeping and replaying -------------------------------------------------------
+
+    def _unavailable(self, exc: BaseException) -> None:
+        if not self.pending:
+            log.warning("Database unavailable (%s): keeping XP events until it returns",
+                        type(exc).__name__)
+
+    def _keep(self, kind: str, item: Any) -> None:
         if len(self.pending) >= self.limit:
             self.dropped += 1
             if self.dropped == 1 or self.dropped % 1000 == 0:
                 log.error("Pending XP queue full (%d events): %d event(s) dropped so far",
                           self.limit, self.dropped)
             return
-        self.pending.append((kind, event))
+        self.pending.append((kind, item))
         self._idle.clear()
         if self._replayer is None or self._replayer.done():
             self._replayer = asyncio.get_running_loop().create_task(self._replay())
 
-    async def _apply(self, kind: str, event: dict) -> Award:
-        award = await (self.db.award_rp if kind == "rp" else self.db.award_hf)(**event)
-        if self.on_award is not None:
-            await self.on_award(kind, event, award)
-        return award
-
     async def _replay(self) -> None:
         delay = self.retry_delay
         while self.pending:
-            kind, event = self.pending[0]
+            await asyncio.sleep(0)  # let a failing batch finish moving its events here
+            kind, item = self.pending[0]
+            count = 1
+            if kind == "rp":  # replay consecutive RP events together
+                while (count < len(self.pending) and count < self.max_batch
+                       and self.pending[count][0] == "rp"):
+                    count += 1
             try:
-                await self._apply(kind, event)
+                if kind == "rp":
+                    await self._apply_rp([self.pending[i][1] for i in range(count)], live=False)
+                else:
+                    await self._apply_hf(item)
             except Exception as e:
                 if is_unavailable(e):
                     await asyncio.sleep(delay)
                     delay = min(delay * 2, 10.0)
                     continue
-                log.exception("Pending XP event could not be applied; skipped: %r", event)
-            self.pending.popleft()
+                log.exception("Kept XP event(s) could not be applied; skipped: %r", item)
+            for _ in range(count):
+                self.pending.popleft()
             delay = self.retry_delay
             if not self.pending:
                 log.info("Database back: all kept XP events applied")
-        self._idle.set()
+        self._check_idle()
 
     async def drain(self, timeout: float | None = None) -> bool:
-        """Wait until nothing is pending; False if `timeout` ran out first."""
+        """Wait until nothing is buffered, being written or kept; False on timeout."""
         try:
             await asyncio.wait_for(self._idle.wait(), timeout)
             return True
@@ -655,7 +783,7 @@ class PendingAwards:
             return False
 
     def save(self) -> int:
-        """Write what is still pending to the spool file (at shutdown); returns how many."""
+        """Stop replaying and write what is still kept to the spool file; returns how many."""
         if self._replayer is not None:
             self._replayer.cancel()
         if not self.spool:
@@ -665,24 +793,31 @@ class PendingAwards:
             return 0
         tmp = self.spool.with_suffix(".tmp")
         with tmp.open("w", encoding="utf-8") as f:
-            for kind, event in self.pending:
-                f.write(json.dumps({"kind": kind, **_jsonable(event)}) + "\n")
+            for kind, item in self.pending:
+                if kind == "rp":
+                    message, at = item
+                    record = {"kind": kind, **asdict(message), "now": at}
+                else:
+                    record = {"kind": kind, **item}
+                f.write(json.dumps(_jsonable(record)) + "\n")
         os.replace(tmp, self.spool)
         log.warning("%d XP event(s) kept in %s until the next start", len(self.pending), self.spool)
         return len(self.pending)
 
     def load(self) -> int:
-        """Queue the events a previous run saved; they replay in order (call after connect)."""
+        """Queue what a previous run saved; it replays in order (call after connect)."""
         if not self.spool or not self.spool.exists():
             return 0
         count = 0
         for line in self.spool.read_text(encoding="utf-8").splitlines():
             if line.strip():
-                item = json.loads(line)
-                kind = item.pop("kind")
-                if item.get("now"):
-                    item["now"] = dt.datetime.fromisoformat(item["now"])
-                self._keep(kind, item)
+                record = json.loads(line)
+                kind = record.pop("kind")
+                now = dt.datetime.fromisoformat(record.pop("now")) if record.get("now") else None
+                if kind == "rp":
+                    self._keep(kind, (RPMessage(**record), now))
+                else:
+                    self._keep(kind, {**record, "now": now})
                 count += 1
         self.spool.unlink()
         return count

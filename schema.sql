@@ -118,7 +118,7 @@ DECLARE
     u users;
     today date;
 BEGIN
-    SELECT * INTO u FROM users WHERE guild_id = p_guild AND user_id = p_user FOR UPDATE;
+    SELECT * INTO u FROM users WHERE guild_id = p_guild AND user_id = p_user FOR NO KEY UPDATE;
     IF NOT FOUND THEN
         RETURN;
     END IF;
@@ -167,13 +167,15 @@ BEGIN
         RETURN QUERY SELECT 'untracked', NULL::bigint, NULL::text, 0, NULL::bigint, NULL::bigint, NULL::integer, NULL::integer;
         RETURN;
     END IF;
-    IF NOT xp_claim_message(p_message) THEN
-        RETURN QUERY SELECT 'duplicate', NULL::bigint, NULL::text, 0, NULL::bigint, NULL::bigint, NULL::integer, NULL::integer;
-        RETURN;
-    END IF;
     SELECT * INTO u FROM xp_lock_and_reset(p_guild, p_user, COALESCE(p_now, now()), true);
     IF u.active_character_id IS NULL THEN
         RETURN QUERY SELECT 'no_character', NULL::bigint, NULL::text, 0, NULL::bigint, NULL::bigint, NULL::integer, NULL::integer;
+        RETURN;
+    END IF;
+    -- Claimed only while holding the player's lock: a message belongs to one player, so
+    -- two transactions claiming the same message never hold locks the other needs.
+    IF NOT xp_claim_message(p_message) THEN
+        RETURN QUERY SELECT 'duplicate', NULL::bigint, NULL::text, 0, NULL::bigint, NULL::bigint, NULL::integer, NULL::integer;
         RETURN;
     END IF;
     RETURN QUERY
@@ -182,7 +184,7 @@ BEGIN
                LEAST((ch.char_buffer + p_length) / cfg.char_per_rp,
                      GREATEST(cfg.daily_rp_cap - ch.daily_xp, 0))::integer AS gain,
                ((ch.char_buffer + p_length) % cfg.char_per_rp)::integer AS rest
-          FROM characters ch WHERE ch.id = u.active_character_id FOR UPDATE
+          FROM characters ch WHERE ch.id = u.active_character_id FOR NO KEY UPDATE
     )
     UPDATE characters ch
        SET xp = LEAST(ch.xp + step.gain, 1000000000000),
@@ -191,6 +193,27 @@ BEGIN
       FROM step
      WHERE ch.id = step.id
     RETURNING 'awarded'::text, ch.id, ch.name, step.gain, step.xp, ch.xp, ch.daily_xp, ch.char_buffer;
+END
+$$;
+
+-- Many RP messages in one round trip (what arrived while the previous call ran).
+-- Each is awarded exactly as xp_award_rp would; players are locked in (guild, user)
+-- order so concurrent batches never deadlock, and one player's messages keep their order.
+CREATE OR REPLACE FUNCTION xp_award_rp_many(
+    p_guild bigint[], p_channel bigint[], p_parent bigint[], p_user bigint[],
+    p_length integer[], p_message bigint[], p_now timestamptz[])
+RETURNS TABLE (ord integer, status text, character_id bigint, name text, gained integer,
+               xp_before bigint, xp_after bigint, daily_xp integer, char_buffer integer)
+LANGUAGE plpgsql AS $$
+DECLARE
+    i integer;
+BEGIN
+    FOR i IN SELECT t.o FROM unnest(p_guild, p_user) WITH ORDINALITY AS t(g, u, o) ORDER BY t.g, t.u, t.o
+    LOOP
+        RETURN QUERY SELECT i, a.* FROM xp_award_rp(
+            p_guild[i], array_remove(ARRAY[p_channel[i], p_parent[i]], NULL), p_user[i],
+            p_length[i], p_now[i], p_message[i]) a;
+    END LOOP;
 END
 $$;
 
@@ -227,17 +250,17 @@ BEGIN
         END IF;
     END IF;
     SELECT * INTO target FROM characters ch WHERE ch.id = matches[1];
-    IF NOT xp_claim_message(p_message) THEN
+    SELECT * INTO u FROM xp_lock_and_reset(p_guild, target.user_id, COALESCE(p_now, now()));
+    IF NOT xp_claim_message(p_message) THEN  -- after the lock, as in xp_award_rp
         RETURN QUERY SELECT 'duplicate', NULL::bigint, NULL::text, NULL::bigint, 0, NULL::bigint, NULL::bigint, NULL::integer;
         RETURN;
     END IF;
-    SELECT * INTO u FROM xp_lock_and_reset(p_guild, target.user_id, COALESCE(p_now, now()));
     RETURN QUERY
     WITH step AS (
         SELECT ch.id, ch.xp,
                LEAST(cfg.hf_attempt_xp + CASE WHEN p_success THEN cfg.hf_success_xp ELSE 0 END,
                      GREATEST(cfg.daily_hf_cap - ch.daily_hf, 0))::integer AS gain
-          FROM characters ch WHERE ch.id = target.id FOR UPDATE
+          FROM characters ch WHERE ch.id = target.id FOR NO KEY UPDATE
     )
     UPDATE characters ch
        SET xp = LEAST(ch.xp + step.gain, 1000000000000),

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from database import Database, DatabaseUnavailable, LocalPostgres, PendingAwards, is_unavailable
+from database import Database, DatabaseUnavailable, LocalPostgres, RPMessage, XPQueue, is_unavailable
 
 G, RP = 8001, 81
 RATE = 10
@@ -36,6 +36,7 @@ def own_server():
 
 async def prepare(db: Database) -> None:
     await db.add_channel(G, "rp", RP)
+    await db.add_channel(G, "hf", RP)
     await db.set_rp_rate(G, RATE)
     await db.set_rp_cap(G, 1_000_000)
     for p in PLAYERS:
@@ -51,7 +52,7 @@ async def test_postgres_restart_under_a_stream_of_messages_loses_no_xp(own_serve
     db = Database(own_server.url, max_size=4)
     await db.connect()
     await prepare(db)
-    pending = PendingAwards(db, retry_delay=0.1)
+    pending = XPQueue(db, retry_delay=0.1)
     sent: dict[int, int] = {p: 0 for p in PLAYERS}
     kept = 0
 
@@ -60,8 +61,7 @@ async def test_postgres_restart_under_a_stream_of_messages_loses_no_xp(own_serve
         for i in range(1500):
             player = PLAYERS[i % len(PLAYERS)]
             sent[player] += 10  # each message is exactly one XP
-            award = await pending.submit("rp", at=NOW, guild_id=G, channel_ids=[RP], user_id=player,
-                                         length=10, message_id=i + 1)
+            award = await pending.rp(RPMessage(G, RP, None, player, 10, i + 1), at=NOW)
             kept += award is None
             await asyncio.sleep(0.001)
 
@@ -146,16 +146,14 @@ async def test_an_award_whose_reply_was_lost_is_retried_and_counted_once(databas
     proxied_url = database_url.replace(f":{urlsplit(database_url).port}/", f":{port}/")
     db = Database(proxied_url, min_size=1, max_size=1)
     await db.connect()
-    pending = PendingAwards(db, retry_delay=0.05)
+    pending = XPQueue(db, retry_delay=0.05)
     try:
         proxy.cut_next_reply = True
-        first = await pending.submit("rp", at=NOW, guild_id=G, channel_ids=[RP], user_id=PLAYERS[0],
-                                     length=30, message_id=777)
+        first = await pending.rp(RPMessage(G, RP, None, PLAYERS[0], 30, 777), at=NOW)
         assert first is None and proxy.cuts == 1          # the bot saw a lost connection
         assert await pending.drain(timeout=30)
         assert (await xp_by_player(direct))[PLAYERS[0]] == 3  # committed once, not twice
-        again = await pending.submit("rp", guild_id=G, channel_ids=[RP], user_id=PLAYERS[0],
-                                     length=30, message_id=777)
+        again = await pending.rp(RPMessage(G, RP, None, PLAYERS[0], 30, 777))
         assert again.status == "duplicate"
     finally:
         await db.close()
@@ -168,21 +166,22 @@ async def test_pending_events_survive_a_shutdown_in_a_spool_file(own_server, tmp
     await db.connect()
     await prepare(db)
     spool = tmp_path / "pending.jsonl"
-    pending = PendingAwards(db, spool=spool, retry_delay=0.05)
+    pending = XPQueue(db, spool=spool, retry_delay=0.05)
     await asyncio.to_thread(own_server.stop)
-    for i in range(5):
-        await pending.submit("rp", at=NOW, guild_id=G, channel_ids=[RP], user_id=PLAYERS[0],
-                             length=10, message_id=900 + i)
+    for i in range(4):
+        await pending.rp(RPMessage(G, RP, None, PLAYERS[0], 10, 900 + i), at=NOW)
+    await pending.hf(at=NOW, guild_id=G, channel_ids=[RP], name=f"P{PLAYERS[0]}", mentions=[],
+                     success=True, message_id=999)
     assert pending.save() == 5 and spool.exists()
     await db.close()
 
     await asyncio.to_thread(own_server.start)      # the next start of the bot
     db = Database(own_server.url, max_size=2)
     await db.connect()
-    restarted = PendingAwards(db, spool=spool)
+    restarted = XPQueue(db, spool=spool)
     assert restarted.load() == 5 and not spool.exists()
     assert await restarted.drain(timeout=30)
-    assert (await xp_by_player(db))[PLAYERS[0]] == 5
+    assert (await xp_by_player(db))[PLAYERS[0]] == 4 + 6  # four RP XP, one HF success
     await db.close()
 
 
@@ -191,11 +190,10 @@ async def test_a_full_pending_queue_drops_new_events_and_says_so(own_server, cap
     await db.connect()
     await prepare(db)
     await asyncio.to_thread(own_server.stop)
-    pending = PendingAwards(db, limit=3, retry_delay=0.05)
+    pending = XPQueue(db, limit=3, retry_delay=0.05)
     try:
         for i in range(5):
-            await pending.submit("rp", at=NOW, guild_id=G, channel_ids=[RP], user_id=PLAYERS[0],
-                                 length=10, message_id=i + 1)
+            await pending.rp(RPMessage(G, RP, None, PLAYERS[0], 10, i + 1), at=NOW)
         assert len(pending.pending) == 3 and pending.dropped == 2
         assert "queue full" in caplog.text
     finally:

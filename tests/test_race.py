@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from database import Database
+from database import Database, RPMessage, XPQueue
 
 G, G_SEQ = 7001, 7002
 RP, HF = 71, 72
@@ -191,3 +191,43 @@ async def test_a_read_modify_write_implementation_fails_this_race(db, second_pro
     atomic = await db.pool.fetchval("SELECT xp FROM characters WHERE id = $1", key)
     assert atomic == 200
     assert naive < 200
+
+
+async def test_batched_awards_through_two_processes_queues_equal_one_at_a_time(db, second_process):
+    """The bot's path: XPQueue batches messages that arrive together into one round trip."""
+    events = make_events(seed=7)
+    expected = run_model(events)
+    ids = await setup_guild(db, G)
+    queues = (XPQueue(db), XPQueue(second_process))
+
+    async def via_queue(queue: XPQueue, e):
+        if e[0] == "rp":
+            award = await queue.rp(RPMessage(G, RP, None, e[1], e[2], e[3]))
+        elif e[0] == "hf":
+            award = await queue.hf(guild_id=G, channel_ids=[HF], name=e[2], mentions=[],
+                                   success=e[3], message_id=e[4])
+        else:
+            award = await queue.db.grant_xp(G, ids[(e[1], e[2])], e[3], granted_by=1)
+        assert award.status in ("awarded", "duplicate"), (e, award)
+
+    await asyncio.gather(*(via_queue(queues[i % 2], e) for i, e in enumerate(events)))
+    assert await rows(db, G) == expected
+    rp_events = sum(e[0] == "rp" for e in events)
+    round_trips = sum(q.round_trips for q in queues)
+    assert round_trips < rp_events / 5, round_trips  # batching happened under this burst
+
+
+async def test_a_batch_awards_each_message_as_a_single_award_would(db):
+    await setup_guild(db, G)
+    await setup_guild(db, G_SEQ)
+    p, q = PLAYERS[:2]
+    batch = [RPMessage(G, 999, RP, p, 70, 1), RPMessage(G, RP, None, q, 30, 2),
+             RPMessage(G, 999, None, p, 70, 3), RPMessage(G, RP, None, p, 70, 1),
+             RPMessage(G, RP, None, p, 30, 4)]
+    awards = await db.award_rp_many(batch, now=NOW)
+    singles = [await db.award_rp(G_SEQ, [c for c in (m.channel_id, m.parent_id) if c], m.user_id,
+                                 m.length, message_id=m.message_id + 100, now=NOW) for m in batch]
+    singles[3] = await db.award_rp(G_SEQ, [RP], p, 70, message_id=101, now=NOW)  # the redelivery
+    assert [a.status for a in awards] == ["awarded", "awarded", "untracked", "duplicate", "awarded"]
+    assert [(a.status, a.gained, a.xp_after) for a in awards] == [
+        (s.status, s.gained, s.xp_after) for s in singles]
