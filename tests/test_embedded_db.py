@@ -153,3 +153,20 @@ def test_check_with_database_url_starts_no_embedded_server(data_root, database_u
     done = run_check(data_dir, DATABASE_URL=database_url)
     assert done.returncode == 0, done.stdout + done.stderr
     assert not data_dir.exists()
+
+
+START_EMBEDDED = "from database import LocalPostgres; print(LocalPostgres('.xpbot-pgdata').start())"
+
+
+@needs_bot_check
+def test_the_setup_guides_way_to_reach_the_embedded_server_works_and_the_bot_stops_it(data_root):
+    assert START_EMBEDDED in (ROOT / "POSTGRES_SETUP.md").read_text(encoding="utf-8")
+    snippet = START_EMBEDDED.replace("'.xpbot-pgdata'", repr(str(data_root / "botdata")))
+    started = subprocess.run([sys.executable, "-c", snippet], cwd=ROOT, capture_output=True,
+                             text=True, timeout=120, check=True)
+    url = started.stdout.strip()
+    assert url.startswith("postgresql://") and running_postmaster(data_root / "botdata")
+
+    done = run_check(data_root / "botdata")  # reuses the running server, then stops it
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert running_postmaster(data_root / "botdata") is None
