@@ -98,3 +98,7 @@ async def db(database_url):
         yield database
     finally:
         await database.close()
+
+
+# The fake Discord harness (tests/fake_discord.py): `fake_discord` fixture for end-to-end tests.
+from fake_discord import fake_discord  # noqa: E402,F401

@@ -1,0 +1,309 @@
+"""The fake Discord works with the real discord.py: a tiny client defined here (not the product bot)
+connects, gets its guilds, answers commands, components and modals, and sees messages."""
+from __future__ import annotations
+
+import asyncio
+import io
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import discord
+import pytest
+from discord import app_commands
+
+from fake_discord import EPHEMERAL, FakeDiscord, run_client
+
+FRUITS = ["apple", "apricot", "banana", "cherry"]
+
+
+class Settings(discord.ui.Modal, title="Settings"):
+    """A modal in discord.py 2.6+ style: a Label wrapping a text input."""
+    rate = discord.ui.Label(text="Characters per XP", component=discord.ui.TextInput(custom_id="rate", max_length=5))
+
+    async def on_submit(self, interaction: discord.Interaction) -> None:
+        await interaction.response.send_message(f"rate={self.rate.component.value}", ephemeral=True)
+
+
+class ClassicModal(discord.ui.Modal, title="Classic"):
+    """The older shape: a text input in an action row."""
+    note = discord.ui.TextInput(label="Note", custom_id="note", required=False, default="prefilled")
+
+    async def on_submit(self, interaction: discord.Interaction) -> None:
+        await interaction.response.send_message(f"note={self.note.value}", ephemeral=True)
+
+
+class Panel(discord.ui.View):
+    def __init__(self) -> None:
+        super().__init__(timeout=60)
+
+    @discord.ui.button(label="Edit rate", custom_id="panel:rate")
+    async def rate(self, interaction: discord.Interaction, button: discord.ui.Button) -> None:
+        await interaction.response.send_modal(Settings())
+
+    @discord.ui.button(label="Note", custom_id="panel:note")
+    async def note(self, interaction: discord.Interaction, button: discord.ui.Button) -> None:
+        await interaction.response.send_modal(ClassicModal())
+
+    @discord.ui.select(cls=discord.ui.ChannelSelect, custom_id="panel:channels", max_values=3,
+                       channel_types=[discord.ChannelType.text])
+    async def channels(self, interaction: discord.Interaction, select: discord.ui.ChannelSelect) -> None:
+        names = ",".join(sorted(c.name for c in select.values))
+        await interaction.response.edit_message(content=f"tracking {names}", view=self)
+
+
+class MiniBot(discord.Client):
+    """A minimal client with a command tree, built only to exercise the fake."""
+
+    def __init__(self, *, sync_guild: int | None = None, **options) -> None:
+        intents = discord.Intents.default()
+        intents.message_content = True
+        intents.members = True  # chunks members at start-up: the fake answers REQUEST_GUILD_MEMBERS
+        super().__init__(intents=intents, allowed_mentions=discord.AllowedMentions.none(), **options)
+        self.sync_guild = sync_guild
+        self.tree = app_commands.CommandTree(self)
+        self.messages: asyncio.Queue[discord.Message] = asyncio.Queue()
+        tree = self.tree
+
+        @tree.command(description="Echo typed options")
+        async def echo(interaction: discord.Interaction, text: str, times: app_commands.Range[int, 1, 5],
+                       loud: bool = False, channel: discord.TextChannel | None = None,
+                       user: discord.Member | None = None) -> None:
+            words = [(text.upper() if loud else text)] * times
+            where = channel.name if channel else "-"
+            who = user.display_name if user else "-"
+            perms = interaction.permissions.manage_guild
+            await interaction.response.send_message(f"{' '.join(words)} in {where} by {who} manage={perms}",
+                                                    ephemeral=True)
+
+        @tree.command(description="Defers, then follows up")
+        async def slow(interaction: discord.Interaction) -> None:
+            await interaction.response.defer(ephemeral=True, thinking=True)
+            await interaction.followup.send("done", ephemeral=True)
+            await interaction.edit_original_response(content="edited")
+
+        @tree.command(description="Pick a fruit")
+        async def pick(interaction: discord.Interaction, fruit: str) -> None:
+            await interaction.response.send_message(f"picked {fruit}")
+
+        @pick.autocomplete("fruit")
+        async def pick_fruit(interaction: discord.Interaction, current: str) -> list[app_commands.Choice[str]]:
+            return [app_commands.Choice(name=f, value=f) for f in FRUITS if f.startswith(current)]
+
+        @tree.command(description="Settings panel")
+        async def panel(interaction: discord.Interaction, private: bool = False) -> None:
+            await interaction.response.send_message("panel", view=Panel(), ephemeral=private)
+
+        @tree.command(description="Post a file")
+        async def upload(interaction: discord.Interaction) -> None:
+            await interaction.response.defer(ephemeral=True)
+            await interaction.channel.send("report", file=discord.File(io.BytesIO(b"xp,1\n"), "report.csv"))
+            await interaction.followup.send("posted", ephemeral=True)
+
+    async def setup_hook(self) -> None:
+        if self.sync_guild:
+            guild = discord.Object(self.sync_guild)
+            self.tree.copy_global_to(guild=guild)
+            await self.tree.sync(guild=guild)
+        else:
+            await self.tree.sync()
+
+    async def on_message(self, message: discord.Message) -> None:
+        await self.messages.put(message)
+
+
+@pytest.fixture
+def world(fake_discord: FakeDiscord):
+    fake = fake_discord
+    guild = fake.add_guild("RP Server")
+    category = fake.add_category(guild, "RP")
+    rp = fake.add_channel(guild, "rp", category=category)
+    thread = fake.add_thread(rp, "scene")
+    alice = fake.add_member(guild, "alice")
+    staff = fake.add_member(guild, "mod", permissions=["manage_guild"])
+    return fake, guild, category, rp, thread, alice, staff
+
+
+async def test_client_connects_and_sees_guild_channels_members(world):
+    fake, guild, category, rp, thread, alice, staff = world
+    async with run_client(MiniBot(sync_guild=guild.id)) as bot:
+        seen = bot.get_guild(guild.id)
+        assert seen is not None and seen.name == "RP Server"
+        assert seen.get_channel(rp.id).category.id == category.id
+        assert seen.get_thread(thread.id).parent_id == rp.id
+        assert seen.owner_id == guild.owner_id
+        assert seen.me.id == fake.bot_user.id
+        assert seen.chunked  # without the presences intent, members arrived in GUILD_MEMBERS_CHUNK
+        assert seen.get_member(staff.id).guild_permissions.manage_guild
+        assert not seen.get_member(alice.id).guild_permissions.manage_guild
+    assert fake.requests[0].path == "/users/@me"
+    assert not fake.unexpected and not fake.rejected
+
+
+async def test_slash_command_with_typed_options_is_answered_ephemerally(world):
+    fake, guild, _, rp, _, alice, staff = world
+    async with run_client(MiniBot(sync_guild=guild.id)):
+        result = await fake.slash(guild, rp, staff, "echo", {"text": "hi", "times": 2, "loud": True,
+                                                             "channel": rp, "user": alice})
+        assert result.type == 4
+        assert result.content == "HI HI in rp by alice manage=True"
+        assert result.ephemeral and result.flags & EPHEMERAL
+        assert result.allowed_mentions == {"parse": []}
+        plain = await fake.slash(guild, rp, alice, "echo", {"text": "yo", "times": 1})
+        assert plain.content == "yo in - by - manage=False"
+    fake.assert_clean()
+
+
+async def test_slash_rejects_what_discords_client_would_not_send(world):
+    fake, guild, _, rp, _, alice, _ = world
+    async with run_client(MiniBot(sync_guild=guild.id)):
+        with pytest.raises(AssertionError, match="required option"):
+            await fake.slash(guild, rp, alice, "echo", {"text": "x"})
+        with pytest.raises(AssertionError, match="<= 5"):
+            await fake.slash(guild, rp, alice, "echo", {"text": "x", "times": 9})
+        with pytest.raises(AssertionError, match="never synced"):
+            await fake.slash(guild, rp, alice, "nope")
+
+
+async def test_deferred_command_then_followup_and_edit(world):
+    fake, guild, _, rp, _, alice, _ = world
+    async with run_client(MiniBot(sync_guild=guild.id)):
+        result = await fake.slash(guild, rp, alice, "slow")
+        assert result.type == 5 and result.ephemeral
+        followup = await result.followup()
+        assert followup.content == "done" and followup.ephemeral
+        edited = await result.edited()
+        assert edited.content == "edited"
+        assert result.message.content == "edited"
+
+
+async def test_autocomplete_returns_choices(world):
+    fake, guild, _, rp, _, alice, _ = world
+    async with run_client(MiniBot(sync_guild=guild.id)):
+        result = await fake.autocomplete(guild, rp, alice, "pick", {"fruit": "ap"}, focused="fruit")
+        assert result.type == 8
+        assert [c["value"] for c in result.choices] == ["apple", "apricot"]
+
+
+async def test_button_opens_label_modal_and_submit_round_trips(world):
+    fake, guild, _, rp, _, alice, staff = world
+    async with run_client(MiniBot(sync_guild=guild.id)):
+        panel = await fake.slash(guild, rp, staff, "panel")
+        assert panel.components == ["panel:rate", "panel:note", "panel:channels"]
+        opened = await fake.click(panel, "panel:rate", staff)
+        assert opened.type == 9 and opened.modal["title"] == "Settings"
+        submitted = await fake.submit_modal(opened, {"rate": "300"}, staff)
+        assert submitted.content == "rate=300" and submitted.ephemeral
+
+
+async def test_classic_action_row_modal_submits_prefilled_value(world):
+    fake, guild, _, rp, _, alice, staff = world
+    async with run_client(MiniBot(sync_guild=guild.id)):
+        panel = await fake.slash(guild, rp, staff, "panel")
+        opened = await fake.click(panel, "panel:note", staff)
+        assert opened.modal["components"][0]["type"] == 1
+        submitted = await fake.submit_modal(opened.modal["custom_id"], {}, staff)
+        assert submitted.content == "note=prefilled"
+
+
+async def test_channel_select_updates_the_message(world):
+    fake, guild, _, rp, _, alice, staff = world
+    other = fake.add_channel(guild, "ooc")
+    async with run_client(MiniBot(sync_guild=guild.id)):
+        panel = await fake.slash(guild, rp, staff, "panel")
+        picked = await fake.select(panel, "panel:channels", [rp, other], staff)
+        assert picked.type == 7
+        assert picked.content == "tracking ooc,rp"
+        assert panel.message.content == "tracking ooc,rp"
+
+
+async def test_ephemeral_message_cannot_be_used_by_someone_else(world):
+    fake, guild, _, rp, _, alice, staff = world
+    async with run_client(MiniBot(sync_guild=guild.id)):
+        panel = await fake.slash(guild, rp, staff, "panel", {"private": True})
+        with pytest.raises(AssertionError, match="ephemeral"):
+            await fake.click(panel, "panel:rate", alice)
+        with pytest.raises(AssertionError, match="no component"):
+            await fake.click(panel, "missing", staff)
+
+
+async def test_message_create_reaches_on_message_with_embeds_mentions_webhook(world):
+    fake, guild, _, rp, thread, alice, staff = world
+    hunter = fake.add_member(guild, "HuntBot", bot=True)
+    async with run_client(MiniBot(sync_guild=guild.id)) as bot:
+        await fake.send_message(thread, alice, "Luna walks in. " * 3)
+        message = await asyncio.wait_for(bot.messages.get(), 5)
+        assert message.content == "Luna walks in. " * 3
+        assert message.channel.id == thread.id and message.channel.parent_id == rp.id
+        assert message.author.id == alice.id and not message.author.bot
+        assert isinstance(message.author, discord.Member)
+
+        embed = discord.Embed(title="Luna goes hunting", description="Time to gut and harvest!")
+        await fake.send_message(rp, hunter, embeds=[embed], mentions=[alice])
+        message = await asyncio.wait_for(bot.messages.get(), 5)
+        assert message.author.bot
+        assert message.embeds[0].title == "Luna goes hunting"
+        assert [m.id for m in message.mentions] == [alice.id]
+
+        await fake.send_message(rp, alice, "proxied", webhook_id=4242)
+        message = await asyncio.wait_for(bot.messages.get(), 5)
+        assert message.webhook_id == 4242
+
+
+async def test_without_message_content_intent_content_is_blank(world):
+    fake, guild, _, rp, _, alice, _ = world
+    bot = MiniBot(sync_guild=guild.id)
+    bot._connection._intents.message_content = False
+    async with run_client(bot):
+        await fake.send_message(rp, alice, "secret words")
+        message = await asyncio.wait_for(bot.messages.get(), 5)
+        assert message.content == ""
+
+
+async def test_shards_receive_only_their_guilds(fake_discord: FakeDiscord):
+    fake = fake_discord
+    even = fake.add_guild("even", id=10 << 22)   # (id >> 22) % 2 == 0
+    odd = fake.add_guild("odd", id=11 << 22)
+    even_channel, odd_channel = fake.add_channel(even, "rp"), fake.add_channel(odd, "rp")
+    alice = fake.add_user("alice")
+    async with run_client(MiniBot(shard_id=0, shard_count=2)) as zero, \
+            run_client(MiniBot(shard_id=1, shard_count=2)) as one:
+        assert [g.id for g in zero.guilds] == [even.id]
+        assert [g.id for g in one.guilds] == [odd.id]
+        await fake.send_message(odd_channel, alice, "to shard one")
+        await fake.send_message(even_channel, alice, "to shard zero")
+        assert (await asyncio.wait_for(one.messages.get(), 5)).content == "to shard one"
+        assert (await asyncio.wait_for(zero.messages.get(), 5)).content == "to shard zero"
+        assert zero.messages.empty() and one.messages.empty()
+    assert sorted(s.shard for s in fake.sessions) == [(0, 2), (1, 2)]
+
+
+async def test_guild_and_global_syncs_are_recorded_separately(world):
+    fake, guild, *_ = world
+    async with run_client(MiniBot(sync_guild=guild.id)):
+        pass
+    async with run_client(MiniBot()):
+        pass
+    assert sorted(fake.commands(guild)) == ["echo", "panel", "pick", "slow", "upload"]
+    assert sorted(fake.commands()) == ["echo", "panel", "pick", "slow", "upload"]
+    assert [scope for scope, _ in fake.command_syncs] == [guild.id, None]
+    assert fake.commands(guild)["echo"]["guild_id"] == str(guild.id)
+    assert "guild_id" not in fake.commands()["echo"]
+
+
+async def test_bot_post_with_file_is_recorded_with_bytes(world):
+    fake, guild, _, rp, _, alice, _ = world
+    async with run_client(MiniBot(sync_guild=guild.id)) as bot:
+        result = await fake.slash(guild, rp, alice, "upload")
+        assert (await result.followup()).content == "posted"
+        (post,) = await fake.wait_for_posts(1, rp)
+        assert post.content == "report"
+        assert post.files == {"report.csv": b"xp,1\n"}
+        assert post.attachments[0]["filename"] == "report.csv"
+        request = await fake.wait_for_request("POST", rf"/channels/{rp.id}/messages")
+        assert request.files[0].data == b"xp,1\n"
+        echoed = await asyncio.wait_for(bot.messages.get(), 5)  # Discord echoes the bot's own post
+        assert echoed.author.id == fake.bot_user.id and echoed.attachments[0].filename == "report.csv"
+        assert await echoed.attachments[0].read() == b"xp,1\n"
