@@ -830,6 +830,7 @@ class FakeDiscord:
         self._port = port
         self._runner: Optional[web.AppRunner] = None
         self._patch: Optional[contextlib.ExitStack] = None
+        self._catch_all: Optional[web.AbstractResource] = None
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -1382,11 +1383,11 @@ class FakeDiscord:
                 session = await self._gateway_frame(ws, session, frame) or session
         finally:
             self._sockets.discard(ws)
-            self._closed_by_fake.discard(ws)
             if session is not None and session.ws is ws:
                 session.ws = None
                 if ws.close_code == 1000 and ws not in self._closed_by_fake:
                     session.resumable = False  # the bot closed normally: Discord ends the session
+            self._closed_by_fake.discard(ws)
             self._signal.notify()
         return ws
 
@@ -1508,7 +1509,7 @@ class FakeDiscord:
         app.router.add_get("/gateway", self._gateway)
         app.router.add_get("/gateway/", self._gateway)
         app.router.add_get("/attachments/{attachment_id}/{filename}", self._attachment_get)
-        app.router.add_route("*", "/{tail:.*}", self._unknown)
+        self._catch_all = app.router.add_route("*", "/{tail:.*}", self._unknown).resource
 
     async def _read_body(self, request: web.Request) -> tuple[Any, list[UploadedFile]]:
         if request.content_type.startswith("multipart/"):
@@ -1530,9 +1531,8 @@ class FakeDiscord:
         if not request.path.startswith("/api/"):
             return await handler(request)
         resource = request.match_info.route.resource
-        route = resource.canonical.removeprefix("/api/v10") if resource is not None else "?"
-        if route == "/{tail:.*}":
-            route = "(unknown)"
+        known = resource is not None and resource is not self._catch_all
+        route = resource.canonical.removeprefix("/api/v10") if known else "(unknown)"
         body, files = await self._read_body(request)
         record = RecordedRequest(
             request.method, request.path.removeprefix("/api/v10"), route, dict(request.query), body, files,

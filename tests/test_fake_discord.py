@@ -57,9 +57,9 @@ class Panel(discord.ui.View):
 class MiniBot(discord.Client):
     """A minimal client with a command tree, built only to exercise the fake."""
 
-    def __init__(self, *, sync_guild: int | None = None, **options) -> None:
+    def __init__(self, *, sync_guild: int | None = None, message_content: bool = True, **options) -> None:
         intents = discord.Intents.default()
-        intents.message_content = True
+        intents.message_content = message_content
         intents.members = True  # chunks members at start-up: the fake answers REQUEST_GUILD_MEMBERS
         super().__init__(intents=intents, allowed_mentions=discord.AllowedMentions.none(), **options)
         self.sync_guild = sync_guild
@@ -95,6 +95,10 @@ class MiniBot(discord.Client):
         @tree.command(description="Settings panel")
         async def panel(interaction: discord.Interaction, private: bool = False) -> None:
             await interaction.response.send_message("panel", view=Panel(), ephemeral=private)
+
+        @tree.command(description="Answers with too much text")
+        async def wordy(interaction: discord.Interaction) -> None:
+            await interaction.response.send_message("x" * 2001)
 
         @tree.command(description="Post a file")
         async def upload(interaction: discord.Interaction) -> None:
@@ -254,9 +258,7 @@ async def test_message_create_reaches_on_message_with_embeds_mentions_webhook(wo
 
 async def test_without_message_content_intent_content_is_blank(world):
     fake, guild, _, rp, _, alice, _ = world
-    bot = MiniBot(sync_guild=guild.id)
-    bot._connection._intents.message_content = False
-    async with run_client(bot):
+    async with run_client(MiniBot(sync_guild=guild.id, message_content=False)) as bot:
         await fake.send_message(rp, alice, "secret words")
         message = await asyncio.wait_for(bot.messages.get(), 5)
         assert message.content == ""
@@ -284,10 +286,11 @@ async def test_guild_and_global_syncs_are_recorded_separately(world):
     fake, guild, *_ = world
     async with run_client(MiniBot(sync_guild=guild.id)):
         pass
-    async with run_client(MiniBot()):
-        pass
-    assert sorted(fake.commands(guild)) == ["echo", "panel", "pick", "slow", "upload"]
-    assert sorted(fake.commands()) == ["echo", "panel", "pick", "slow", "upload"]
+    async with run_client(MiniBot()) as bot:
+        names = sorted(c.name for c in bot.tree.get_commands())
+    assert "echo" in names
+    assert sorted(fake.commands(guild)) == names
+    assert sorted(fake.commands()) == names
     assert [scope for scope, _ in fake.command_syncs] == [guild.id, None]
     assert fake.commands(guild)["echo"]["guild_id"] == str(guild.id)
     assert "guild_id" not in fake.commands()["echo"]
@@ -307,3 +310,82 @@ async def test_bot_post_with_file_is_recorded_with_bytes(world):
         echoed = await asyncio.wait_for(bot.messages.get(), 5)  # Discord echoes the bot's own post
         assert echoed.author.id == fake.bot_user.id and echoed.attachments[0].filename == "report.csv"
         assert await echoed.attachments[0].read() == b"xp,1\n"
+
+
+async def test_dropped_connection_resumes_and_replays_missed_events(world):
+    fake, guild, _, rp, _, alice, _ = world
+    async with run_client(MiniBot(sync_guild=guild.id)) as bot:
+        resumed = asyncio.Event()
+
+        async def on_resumed() -> None:
+            resumed.set()
+        bot.on_resumed = on_resumed
+        (session,) = fake.sessions
+        await fake.drop()
+        assert not session.connected
+        await fake.send_message(rp, alice, "while away")  # kept for RESUME
+        message = await asyncio.wait_for(bot.messages.get(), 5)
+        assert message.content == "while away"
+        await asyncio.wait_for(resumed.wait(), 5)
+        assert fake.sessions == [session] and session.connected  # resumed, not identified again
+
+
+async def test_answer_breaking_discord_limits_is_rejected_with_a_clear_failure(world):
+    fake, guild, _, rp, _, alice, _ = world
+    async with run_client(MiniBot(sync_guild=guild.id)):
+        with pytest.raises(AssertionError, match=r"never answered /wordy[\s\S]*content: must be between 0 and 2000"):
+            await fake.slash(guild, rp, alice, "wordy", timeout=1)
+    assert [r.route for r in fake.rejected] == ["/interactions/{interaction_id}/{token}/callback"]
+
+
+async def test_two_unsharded_clients_both_get_the_interaction_and_only_one_ack_counts(world):
+    fake, guild, _, rp, _, alice, _ = world
+    async with run_client(MiniBot(sync_guild=guild.id)), run_client(MiniBot(sync_guild=guild.id)):
+        result = await fake.slash(guild, rp, alice, "echo", {"text": "once", "times": 1})
+        assert result.content.startswith("once")
+        await fake._signal.until(lambda: fake.rejected, 5, lambda: "the second answer never came")
+    (second,) = fake.rejected
+    assert second.status == 400 and "40060" in second.error
+
+
+async def test_calls_to_routes_the_fake_does_not_serve_are_recorded(world):
+    fake, guild, *_ = world
+    async with run_client(MiniBot(sync_guild=guild.id)) as bot:
+        with pytest.raises(discord.NotFound):
+            await bot.http.request(discord.http.Route("GET", "/guilds/{guild_id}/bans", guild_id=guild.id))
+    assert [r.path for r in fake.unexpected] == [f"/guilds/{guild.id}/bans"]
+    with pytest.raises(AssertionError, match="bans"):
+        fake.assert_clean()
+
+
+async def test_wrong_token_fails_login():
+    async with FakeDiscord(token="right-token") as fake:
+        with pytest.raises(discord.LoginFailure):
+            async with run_client(MiniBot(), "wrong-token", fake=fake):
+                pass
+
+
+async def test_run_bot_runs_a_script_as_main_against_the_fake(fake_discord: FakeDiscord, tmp_path: Path):
+    fake_discord.add_guild("Subprocess Guild")
+    script = tmp_path / "tiny_bot.py"
+    script.write_text(textwrap.dedent("""
+        import os, sys
+        import discord
+
+        class Tiny(discord.Client):
+            async def on_ready(self):
+                print("READY", [g.name for g in self.guilds], sys.argv[1:], __name__, flush=True)
+                await self.close()
+
+        Tiny(intents=discord.Intents.default(), guild_ready_timeout=0.1).run(
+            os.environ["DISCORD_BOT_TOKEN"], log_handler=None)
+    """))
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, str(Path(__file__).with_name("run_bot.py")), "--api", fake_discord.base_url,
+        "--script", str(script), "--env", "dev",
+        env={**os.environ, "DISCORD_BOT_TOKEN": "subprocess-token"},
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    stdout, stderr = await asyncio.wait_for(process.communicate(), 30)
+    assert process.returncode == 0, stderr.decode()
+    assert "READY ['Subprocess Guild'] ['--env', 'dev'] __main__" in stdout.decode()
+    assert fake_discord.requests[0].path == "/users/@me"
