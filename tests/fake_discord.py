@@ -1036,11 +1036,15 @@ class FakeDiscord:
         if not await self.dispatch(event, data, guild_id):
             raise AssertionError(f"no bot gateway session handles guild {guild_id} (sessions: {self.sessions})")
 
-    async def guild_create(self, guild: Guild) -> None:
-        """Tell connected bots about a guild (a join, or a change made after they connected)."""
+    async def guild_create(self, guild: Guild, *, joined: bool = True) -> None:
+        """GUILD_CREATE to connected bots: the bot joined the guild (on_guild_join) or, with
+        joined=False, an outage ended (on_guild_available)."""
         for session in self.sessions:
             if session.resumable and session.handles(guild.id):
-                await session.dispatch("GUILD_CREATE", self._guild_payload(guild, session))
+                payload = self._guild_payload(guild, session)
+                if joined:
+                    del payload["unavailable"]  # discord.py tells a join by the missing key
+                await session.dispatch("GUILD_CREATE", payload)
 
     def _guild_payload(self, guild: Guild, session: GatewaySession) -> dict:
         return guild.payload(all_members=bool(session.intents & INTENT_GUILD_PRESENCES), bot_id=self.bot_user.id)

@@ -389,3 +389,26 @@ async def test_run_bot_runs_a_script_as_main_against_the_fake(fake_discord: Fake
     assert process.returncode == 0, stderr.decode()
     assert "READY ['Subprocess Guild'] ['--env', 'dev'] __main__" in stdout.decode()
     assert fake_discord.requests[0].path == "/users/@me"
+
+
+async def test_heartbeats_are_acknowledged(world):
+    fake, guild, *_ = world
+    async with run_client(MiniBot(sync_guild=guild.id)) as bot:
+        # discord.py heartbeats right after HELLO; latency stays infinite until an ACK arrives
+        await fake._signal.until(lambda: bot.latency != float("inf"), 5, lambda: "no HEARTBEAT_ACK reached the bot")
+        assert bot.latency >= 0
+
+
+async def test_guild_joined_after_connecting_reaches_the_bot(world):
+    fake, *_ = world
+    async with run_client(MiniBot()) as bot:
+        joined = asyncio.Event()
+
+        async def on_guild_join(guild: discord.Guild) -> None:
+            joined.set()
+        bot.on_guild_join = on_guild_join
+        late = fake.add_guild("Late Guild")
+        fake.add_channel(late, "rp")
+        await fake.guild_create(late)
+        await asyncio.wait_for(joined.wait(), 5)
+        assert [c.name for c in bot.get_guild(late.id).text_channels] == ["rp"]
