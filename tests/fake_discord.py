@@ -1,60 +1,77 @@
 """A fake Discord (REST v10 + gateway) on 127.0.0.1 that the real, unmodified discord.py talks to.
 
-Tests drive the bot the way Discord does: users send messages and press buttons, the fake turns
-that into gateway events, and the bot's REST calls are recorded and answered like Discord would.
+Tests drive the bot the way Discord does: users post messages, run commands, press buttons and
+submit modals; the fake turns that into gateway events, answers the bot's REST calls like Discord
+would, and records them.
 
-Start and point discord.py at it::
+Start it and point discord.py at it (Route.BASE and DiscordWebSocket.DEFAULT_GATEWAY, restored on exit):
 
     async with FakeDiscord() as fake:              # or the `fake_discord` pytest fixture
         guild = fake.add_guild("RP Server")        # the bot is a member of every guild
         rp = fake.add_channel(guild, "rp")
         alice = fake.add_member(guild, "alice")
         staff = fake.add_member(guild, "mod", permissions=["manage_guild"])
-        async with run_client(MyClient(...)):     # client.start(token) until READY + GUILD_CREATE
-            ...
+        async with run_client(XPBot(db, env="dev", guild_id=guild.id)) as bot:
+            result = await fake.slash(guild, rp, alice, "xp_create", {"name": "Luna"})
+            assert result.ephemeral and "Luna" in result.content
 
-The world (plain, synchronous; call before the bot connects, or `await fake.guild_create(g)` later):
+    A separate process: `python tests/run_bot.py --api {fake.base_url} [bot args]`, then
+    `await fake.wait_for_sessions(1)`.
+
+The world (synchronous; set it up before the bot connects, or `await fake.guild_create(g)` after):
     add_user(name, bot=False) -> User
-    add_guild(name="Test Server", owner=None, id=None) -> Guild     (@everyone role, bot member)
+    add_guild(name="Test Server", owner=None, id=None) -> Guild   (@everyone, the bot's role and member)
+        id=n << 22 puts the guild on shard n % shard_count.
     add_role(guild, name, permissions=0) -> Role
-    add_channel(guild, name="general", type=0, category=None) -> Channel
-    add_category(guild, name) -> Channel
+    add_channel(guild, name="general", type=0, category=None) / add_category(guild, name) -> Channel
     add_thread(parent, name, owner=None, private=False) -> Channel
     add_member(guild, user_or_name, permissions=0, roles=(), bot=False, nick=None) -> Member
-        permissions: int, discord.Permissions or names (["manage_guild"]); kept in a role, so the
-        interaction's `permissions` string and discord.py's Member.guild_permissions agree.
+        permissions: int, discord.Permissions or names; kept in a role, so the interaction's
+        `permissions` and discord.py's Member.guild_permissions agree.
 
-Driving the bot (async; each waits for the bot's first answer unless wait=False):
+Driving the bot (async). The interaction helpers wait for the bot's first answer (wait=False: don't;
+timeout=: override FakeDiscord(timeout=5.0)) and fail with an AssertionError saying what happened:
     send_message(channel, author, content="", embeds=(), mentions=(), webhook_id=None, type=0,
-                 edit=False, message_id=None, attachments=()) -> dict   MESSAGE_CREATE / MESSAGE_UPDATE
+                 edit=False, message_id=None, attachments=()) -> message dict
+        MESSAGE_CREATE (MESSAGE_UPDATE with edit=True) with author, member, mentions (also parsed
+        from <@id> in content), embeds (dicts or discord.Embed), timestamp, guild_id.
     slash(guild, channel, user, "name" or "group sub", options={...}) -> InteractionResult
-        option types come from the synced command definition (strict=True also checks required,
-        choices, min/max, and that the command was synced at all, like Discord's client would).
-    autocomplete(guild, channel, user, "name", options={...}, focused="opt") -> result (.choices)
-    click(message_or_result, custom_id, user) -> InteractionResult
-    select(message_or_result, custom_id, values, user, component_type=None) -> InteractionResult
-    submit_modal(result_or_custom_id, {field_custom_id: value}, user) -> InteractionResult
-    guild_create(guild)  dispatch(event, data, guild_id)  drop(code=4000)  invalidate_session()
+        Option types and `resolved` data come from the synced command; strict=True (default) also
+        requires the command to be synced for that guild or globally and checks required options,
+        choices, min/max and channel types, as Discord's client does.
+    autocomplete(guild, channel, user, "name", options={...}, focused="opt") -> InteractionResult
+    click(message, custom_id, user)                              (message: a result, Reply, dict or id)
+    select(message, custom_id, values, user, component_type=None)  (values: strings, or channels/
+                                                                    users/roles for those selects)
+    submit_modal(result_or_custom_id, {field_custom_id: value}, user)   (Label or action-row modals;
+                                                                          missing fields keep defaults)
+    dispatch(event, data, guild_id)   guild_create(guild, joined=True)
+    drop(session=None, code=4000, resumable=True)   request_reconnect(session)   invalidate_session(s)
 
-InteractionResult (also a Reply of the callback data):
-    .type (4 message, 5 deferred, 6 deferred update, 7 update, 8 choices, 9 modal) .content
-    .embeds .embed .components (flattened custom_ids) .ephemeral .flags .allowed_mentions
-    .attachments .files (filename -> bytes) .choices .modal .message (current original response)
-    await result.followup() -> Reply    (the next follow-up message)
-    await result.edited()   -> Reply    (original response after the next edit)
+InteractionResult: the callback (type 4 message, 5 deferred, 6 deferred update, 7 update, 8 choices,
+9 modal) read like a Reply, plus what came later for the same token:
+    .type .content .embeds .embed .text() .components (custom_ids) .component(id) .ephemeral .flags
+    .allowed_mentions .attachments .files {filename: bytes} .choices .modal .deferred
+    .message -> Reply of the original response now      .rejections (answers the fake refused)
+    await .followup() -> the next follow-up (Reply)      await .edited() -> original after next edit
 
-What the bot did (for assertions):
-    fake.requests (RecordedRequest: method, path, route, query, json, files, headers, status, error)
-    fake.unexpected (calls to routes the fake does not serve: 404 like Discord's)
-    fake.rejected (4xx answers: invalid bodies, double acknowledgements, unknown ids)
-    fake.commands(guild=None) -> {name: command}   fake.command_syncs -> [(guild_id|None, [names])]
-    fake.posts(channel=None) -> [Reply]   await fake.wait_for_posts(n, channel)
-    await fake.wait_for_request(method, path_regex)   fake.assert_clean()
+What the bot did:
+    fake.requests [RecordedRequest: method, path, route, query, json, files, headers, status, error]
+    fake.unexpected (routes the fake does not serve; 404 like Discord)   fake.rejected (all 4xx)
+    fake.assert_clean()   fake.commands(guild=None) -> {name: command}
+    fake.command_syncs [(guild_id or None, [names])]   fake.posts(channel=None) -> [Reply]
+    fake.message(id) -> Reply   fake.sessions [GatewaySession: shard, intents, seq, connected]
+    await fake.wait_for_posts(n, channel)  wait_for_request(method, path_regex)  wait_for_sessions(n)
+    await fake.wait_until(predicate, "what")
 
-Discord rules the fake enforces, so bugs show in tests: message/embed/component/modal limits
-(400 50035), one acknowledgement per interaction (400 40060), follow-ups only after it
-(404 10015), MESSAGE_CONTENT / GUILD_MESSAGES intents, ephemeral messages only clickable by
-their owner, member lists in GUILD_CREATE only with the presences intent (else chunking).
+Discord behaviour the fake reproduces, so bugs show up in tests: message/embed/component/modal/
+choice and command-definition limits (400 50035); one acknowledgement per interaction (400 40060);
+follow-ups and edits only after it (404 10015); the bot's own non-ephemeral messages echoed back
+to it; MESSAGE_CONTENT and GUILD_MESSAGES intents; members in GUILD_CREATE only with the presences
+intent (else discord.py chunks them); ephemeral messages usable only by their owner; sessions that
+RESUME get the events they missed; a normal close (1000) by the bot ends its session.
+Not reproduced: rate limits (429), the 3-second deadline for the first answer, permission
+overwrites, DMs, voice, ETF encoding and zlib-compressed frames.
 """
 from __future__ import annotations
 
@@ -161,6 +178,8 @@ class _Signal:
         self._event = asyncio.Event()
 
     async def until(self, predicate: Callable[[], Any], timeout: float, failure: Callable[[], str]) -> Any:
+        """The predicate's first truthy value; re-checked on every change and every 50 ms (it may
+        look at state outside the fake, such as the bot's), AssertionError(failure()) on timeout."""
         deadline = asyncio.get_running_loop().time() + timeout
         while True:
             value = predicate()
@@ -171,7 +190,7 @@ class _Signal:
                 raise AssertionError(failure())
             event = self._event
             with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(event.wait(), remaining)
+                await asyncio.wait_for(event.wait(), min(remaining, 0.05))
 
 
 class DiscordError(Exception):
@@ -861,7 +880,8 @@ class FakeDiscord:
         if patch:
             self._patch = contextlib.ExitStack()
             self._patch.enter_context(pointed_at(self.api_url, self.gateway_url))
-            FakeDiscord.current = self
+            previous, FakeDiscord.current = FakeDiscord.current, self
+            self._patch.callback(setattr, FakeDiscord, "current", previous)
         return self
 
     async def stop(self) -> None:
@@ -873,8 +893,6 @@ class FakeDiscord:
         if self._patch is not None:
             self._patch.close()
             self._patch = None
-            if FakeDiscord.current is self:
-                FakeDiscord.current = None
 
     async def __aenter__(self) -> "FakeDiscord":
         return await self.start()
@@ -998,6 +1016,11 @@ class FakeDiscord:
                          and r.status), None)
         return await self._signal.until(find, timeout, lambda: f"no {method} {path_pattern} within {timeout}s; "
                                                                f"seen: {[str(r) for r in self.requests]}")
+
+    async def wait_until(self, predicate: Callable[[], Any], what: str, timeout: Optional[float] = None) -> Any:
+        """Wait for any condition (the fake's or the bot's); fails with "<what> within <timeout>s"."""
+        timeout = self.timeout if timeout is None else timeout
+        return await self._signal.until(predicate, timeout, lambda: f"{what} within {timeout}s")
 
     async def wait_for_sessions(self, count: int = 1, timeout: Optional[float] = None) -> list[GatewaySession]:
         """Wait until `count` gateway sessions are connected with their guilds sent."""
@@ -1265,7 +1288,8 @@ class FakeDiscord:
 
     def _clickable(self, source: Any, user: Any, custom_id: str) -> tuple[dict, Guild, Channel, Member, dict]:
         mid = source.original_id if isinstance(source, InteractionResult) else id_of(source)
-        assert mid in self._messages, f"message {mid} is not known to the fake"
+        assert mid is not None, f"{source!r} has no message to click (its answer was type {source.type})"
+        assert mid in self._messages, f"message {mid} is not known to the fake (deleted?)"
         message = copy.deepcopy(self._messages[mid])
         channel = self.channel(message["channel_id"])
         guild = self.guilds[channel.guild_id]

@@ -100,6 +100,17 @@ class MiniBot(discord.Client):
         async def wordy(interaction: discord.Interaction) -> None:
             await interaction.response.send_message("x" * 2001)
 
+        @tree.command(description="Reads, edits and deletes its own messages")
+        async def lifecycle(interaction: discord.Interaction) -> None:
+            await interaction.response.send_message("first", ephemeral=True)
+            original = await interaction.original_response()
+            follow = await interaction.followup.send(f"read {original.content}", wait=True)
+            await follow.edit(content="follow-up edited")
+            post = await interaction.channel.send("post")
+            await post.edit(content="post edited")
+            await post.delete()
+            await interaction.delete_original_response()
+
         @tree.command(description="Post a file")
         async def upload(interaction: discord.Interaction) -> None:
             await interaction.response.defer(ephemeral=True)
@@ -343,7 +354,7 @@ async def test_two_unsharded_clients_both_get_the_interaction_and_only_one_ack_c
     async with run_client(MiniBot(sync_guild=guild.id)), run_client(MiniBot(sync_guild=guild.id)):
         result = await fake.slash(guild, rp, alice, "echo", {"text": "once", "times": 1})
         assert result.content.startswith("once")
-        await fake._signal.until(lambda: fake.rejected, 5, lambda: "the second answer never came")
+        await fake.wait_until(lambda: fake.rejected, "the second client's answer")
     (second,) = fake.rejected
     assert second.status == 400 and "40060" in second.error
 
@@ -395,7 +406,7 @@ async def test_heartbeats_are_acknowledged(world):
     fake, guild, *_ = world
     async with run_client(MiniBot(sync_guild=guild.id)) as bot:
         # discord.py heartbeats right after HELLO; latency stays infinite until an ACK arrives
-        await fake._signal.until(lambda: bot.latency != float("inf"), 5, lambda: "no HEARTBEAT_ACK reached the bot")
+        await fake.wait_until(lambda: bot.latency != float("inf"), "a HEARTBEAT_ACK reaching the bot")
         assert bot.latency >= 0
 
 
@@ -412,3 +423,24 @@ async def test_guild_joined_after_connecting_reaches_the_bot(world):
         await fake.guild_create(late)
         await asyncio.wait_for(joined.wait(), 5)
         assert [c.name for c in bot.get_guild(late.id).text_channels] == ["rp"]
+
+
+async def test_bot_reads_edits_and_deletes_its_messages(world):
+    fake, guild, _, rp, _, alice, _ = world
+    async with run_client(MiniBot(sync_guild=guild.id)):
+        result = await fake.slash(guild, rp, alice, "lifecycle")
+        assert result.content == "first"
+        await fake.wait_for_request("DELETE", r"/messages/@original$")
+        assert (await result.followup()).content == "follow-up edited"  # follow-ups show their latest state
+        assert fake.posts(rp) == []  # posted, edited, deleted
+        routes = [(r.method, r.route) for r in fake.requests if r.route.startswith(("/webhooks", "/channels"))]
+        assert routes == [
+            ("GET", "/webhooks/{app_id}/{token}/messages/{message_id}"),
+            ("POST", "/webhooks/{app_id}/{token}"),
+            ("PATCH", "/webhooks/{app_id}/{token}/messages/{message_id}"),
+            ("POST", "/channels/{channel_id}/messages"),
+            ("PATCH", "/channels/{channel_id}/messages/{message_id}"),
+            ("DELETE", "/channels/{channel_id}/messages/{message_id}"),
+            ("DELETE", "/webhooks/{app_id}/{token}/messages/{message_id}"),
+        ]
+    fake.assert_clean()
