@@ -1916,7 +1916,7 @@ class FakeDiscord:
         result._files = {f.filename: f.data for f in files}
         if message is not None:
             result.original_id = int(message["id"])
-        if "with_response" not in request.query:
+        if request.query.get("with_response", "false").lower() in ("false", "0"):
             return web.Response(status=204)
         answer: dict[str, Any] = {"interaction": {
             "id": str(result.id), "type": itype, "response_message_id": message["id"] if message else None,
