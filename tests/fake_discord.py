@@ -15,8 +15,11 @@ Start it and point discord.py at it (Route.BASE and DiscordWebSocket.DEFAULT_GAT
             result = await fake.slash(guild, rp, alice, "xp_create", {"name": "Luna"})
             assert result.ephemeral and "Luna" in result.content
 
-    A separate process: `python tests/run_bot.py --api {fake.base_url} [bot args]`, then
-    `await fake.wait_for_sessions(1)`.
+    A separate process (python tests/run_bot.py --api <fake.base_url> [bot args]), until it has a
+    ready gateway session; SIGTERM on exit:
+
+        async with bot_process(fake, env={"DISCORD_BOT_TOKEN": "t", "DATABASE_URL": url}) as bot:
+            await bot.wait_for_output("is online")      # also bot.session, bot.stop(), bot.kill()
 
 The world (synchronous; set it up before the bot connects, or `await fake.guild_create(g)` after):
     add_user(name, bot=False) -> User
@@ -69,7 +72,8 @@ choice and command-definition limits (400 50035); one acknowledgement per intera
 follow-ups and edits only after it (404 10015); the bot's own non-ephemeral messages echoed back
 to it; MESSAGE_CONTENT and GUILD_MESSAGES intents; members in GUILD_CREATE only with the presences
 intent (else discord.py chunks them); ephemeral messages usable only by their owner; sessions that
-RESUME get the events they missed; a normal close (1000) by the bot ends its session.
+RESUME get the events they missed; a close with 1000/1001 by the bot ends its session (discord.py's
+close() actually sends 4000, so its sessions stay resumable, as on Discord).
 Not reproduced: rate limits (429), the 3-second deadline for the first answer, permission
 overwrites, DMs, voice, ETF encoding and zlib-compressed frames.
 """
@@ -78,14 +82,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import copy
-import itertools
 import json
 import logging
+import os
 import re
+import signal
+import sys
 import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any, Callable, Iterable, Optional
 
 import discord
@@ -1402,18 +1409,21 @@ class FakeDiscord:
         await ws.prepare(request)
         self._sockets.add(ws)
         session: Optional[GatewaySession] = None
+        bot_close_code = None  # the code of the bot's own close frame (aiohttp may report a later one)
         try:
             await ws.send_str(json.dumps({"op": 10, "d": {"heartbeat_interval": self.heartbeat_interval_ms}}))
-            async for msg in ws:
-                if msg.type != WSMsgType.TEXT:
-                    continue
-                frame = json.loads(msg.data)
-                session = await self._gateway_frame(ws, session, frame) or session
+            while True:
+                msg = await ws.receive()
+                if msg.type == WSMsgType.TEXT:
+                    session = await self._gateway_frame(ws, session, json.loads(msg.data)) or session
+                elif msg.type in (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED, WSMsgType.ERROR):
+                    bot_close_code = msg.data if msg.type == WSMsgType.CLOSE else None
+                    break
         finally:
             self._sockets.discard(ws)
             if session is not None and session.ws is ws:
                 session.ws = None
-                if ws.close_code == 1000 and ws not in self._closed_by_fake:
+                if bot_close_code in (1000, 1001) and ws not in self._closed_by_fake:
                     session.resumable = False  # the bot closed normally: Discord ends the session
             self._closed_by_fake.discard(ws)
             self._signal.notify()
@@ -2045,6 +2055,87 @@ async def run_client(client: discord.Client, token: str = "fake-token", *, fake:
         except asyncio.CancelledError:
             if not task.cancelled():
                 raise
+
+
+# ---------------------------------------------------------------------------------------------
+# Running a bot as a separate process (tests/run_bot.py)
+# ---------------------------------------------------------------------------------------------
+
+RUN_BOT = Path(__file__).with_name("run_bot.py")
+
+
+class BotProcess:
+    """A bot process started by `bot_process()`: its output so far, its gateway session, stop/kill."""
+
+    def __init__(self, fake: FakeDiscord, process: asyncio.subprocess.Process):
+        self.fake, self.process = fake, process
+        self.lines: list[str] = []
+        self.session: Optional[GatewaySession] = None
+        self._reader = asyncio.create_task(self._read())
+
+    async def _read(self) -> None:
+        assert self.process.stdout is not None
+        async for line in self.process.stdout:
+            self.lines.append(line.decode(errors="replace").rstrip("\n"))
+
+    @property
+    def output(self) -> str:
+        return "\n".join(self.lines)
+
+    @property
+    def running(self) -> bool:
+        return self.process.returncode is None
+
+    async def wait_for_output(self, text: str, timeout: Optional[float] = None) -> str:
+        """The first output line containing `text`."""
+        def find() -> Optional[str]:
+            line = next((line for line in self.lines if text in line), None)
+            assert line or self.running or not self._reader.done(), (
+                f"the bot exited ({self.process.returncode}) without printing {text!r}:\n{self.output}")
+            return line
+        return await self.fake.wait_until(find, f"{text!r} in the bot's output:\n{self.output}\n", timeout)
+
+    async def stop(self, sig: int = signal.SIGTERM, timeout: float = 15.0) -> int:
+        """Send `sig` (SIGTERM: how Docker and Fly stop it), wait for the exit, return the exit code."""
+        if self.running:
+            self.process.send_signal(sig)
+        try:
+            await asyncio.wait_for(self.process.wait(), timeout)
+        except asyncio.TimeoutError:
+            self.process.kill()
+            await self.process.wait()
+            raise AssertionError(f"the bot did not exit within {timeout}s of signal {sig}:\n{self.output}")
+        finally:
+            await self._reader
+        return self.process.returncode  # type: ignore[return-value]
+
+    async def kill(self) -> int:
+        """SIGKILL: a crash, with no chance to clean up."""
+        return await self.stop(signal.SIGKILL)
+
+
+@contextlib.asynccontextmanager
+async def bot_process(fake: FakeDiscord, *args: str, env: Optional[dict] = None, script: Optional[str] = None,
+                      ready_timeout: float = 30.0):
+    """Run `python tests/run_bot.py --api <fake> [--script S] args...` until it has a new ready gateway
+    session; on exit stop it with SIGTERM (if still running). Output (stdout+stderr) is collected."""
+    known = set(map(id, fake.sessions))
+    command = [sys.executable, str(RUN_BOT), "--api", fake.base_url, *(["--script", script] if script else []), *args]
+    process = await asyncio.create_subprocess_exec(
+        *command, env={**os.environ, **(env or {})}, stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT)
+    bot = BotProcess(fake, process)
+    try:
+        def new_session() -> Optional[GatewaySession]:
+            assert bot.running, f"the bot exited ({process.returncode}) before connecting:\n{bot.output}"
+            return next((s for s in fake.sessions if id(s) not in known and s.ready), None)
+        bot.session = await fake.wait_until(new_session, "a gateway session from the bot process", ready_timeout)
+        yield bot
+    finally:
+        if bot.running:
+            await bot.stop()
+        else:
+            await bot._reader
 
 
 # ---------------------------------------------------------------------------------------------

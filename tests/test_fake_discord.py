@@ -14,7 +14,7 @@ import discord
 import pytest
 from discord import app_commands
 
-from fake_discord import EPHEMERAL, FakeDiscord, run_client
+from fake_discord import EPHEMERAL, FakeDiscord, bot_process, run_client
 
 FRUITS = ["apple", "apricot", "banana", "cherry"]
 
@@ -444,3 +444,48 @@ async def test_bot_reads_edits_and_deletes_its_messages(world):
             ("DELETE", "/webhooks/{app_id}/{token}/messages/{message_id}"),
         ]
     fake.assert_clean()
+
+
+SHARDED_SCRIPT = """
+import asyncio, os, signal, sys
+import discord
+
+class Tiny(discord.Client):
+    async def on_ready(self):
+        print("READY", sorted(g.name for g in self.guilds), flush=True)
+
+    async def on_message(self, message):
+        print("MESSAGE", message.content, flush=True)
+
+async def main():
+    shard, count = map(int, sys.argv[1:3])
+    intents = discord.Intents.default()
+    intents.message_content = True
+    client = Tiny(intents=intents, shard_id=shard, shard_count=count, guild_ready_timeout=0.1)
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, lambda: asyncio.ensure_future(client.close()))
+    async with client:
+        await client.start(os.environ["DISCORD_BOT_TOKEN"])
+    print("STOPPED", flush=True)
+
+asyncio.run(main())
+"""
+
+
+async def test_two_bot_processes_on_two_shards(fake_discord: FakeDiscord, tmp_path: Path):
+    fake = fake_discord
+    even, odd = fake.add_guild("even", id=10 << 22), fake.add_guild("odd", id=11 << 22)
+    fake.add_channel(even, "rp")
+    odd_rp = fake.add_channel(odd, "rp")
+    alice = fake.add_user("alice")
+    script = tmp_path / "sharded_bot.py"
+    script.write_text(SHARDED_SCRIPT)
+    env = {"DISCORD_BOT_TOKEN": "subprocess-token"}
+    async with bot_process(fake, "0", "2", script=str(script), env=env) as zero, \
+            bot_process(fake, "1", "2", script=str(script), env=env) as one:
+        assert "['even']" in await zero.wait_for_output("READY")
+        assert "['odd']" in await one.wait_for_output("READY")
+        assert (zero.session.shard, one.session.shard) == ((0, 2), (1, 2))
+        await fake.send_message(odd_rp, alice, "hello odd")
+        await one.wait_for_output("MESSAGE hello odd")
+        assert await one.stop() == 0 and "STOPPED" in one.output  # SIGTERM handled: a clean close
+    assert "hello odd" not in zero.output
