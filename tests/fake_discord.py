@@ -54,7 +54,7 @@ timeout=: override FakeDiscord(timeout=5.0)) and fail with an AssertionError say
 InteractionResult: the callback (type 4 message, 5 deferred, 6 deferred update, 7 update, 8 choices,
 9 modal) read like a Reply, plus what came later for the same token:
     .type .content .embeds .embed .text() .components (custom_ids) .component(id) .ephemeral .flags
-    .allowed_mentions .attachments .files {filename: bytes} .choices .modal .deferred
+    .allowed_mentions .pings (mentions that would notify) .attachments .files {filename: bytes} .choices .modal .deferred
     .message -> Reply of the original response now      .rejections (answers the fake refused)
     await .followup() -> the next follow-up (Reply)      await .edited() -> original after next edit
 
@@ -470,6 +470,22 @@ class Reply:
     @property
     def allowed_mentions(self) -> Any:
         return self._allowed_mentions if self._allowed_mentions is not None else self.raw.get("allowed_mentions")
+
+    @property
+    def pings(self) -> list[str]:
+        """Mentions in the content that would notify someone under the message's allowed_mentions
+        (without allowed_mentions Discord notifies every mention). Embeds never ping."""
+        allowed = self.allowed_mentions
+        parse = {"users", "roles", "everyone"} if allowed is None else set(allowed.get("parse") or ())
+        users = {str(u) for u in (allowed or {}).get("users") or ()}
+        roles = {str(r) for r in (allowed or {}).get("roles") or ()}
+        found = []
+        for match in re.finditer(r"@(everyone|here)|<@!?(\d+)>|<@&(\d+)>", self.content):
+            everyone, user, role = match.groups()
+            if (everyone and "everyone" in parse) or (user and ("users" in parse or user in users)) or (
+                    role and ("roles" in parse or role in roles)):
+                found.append(match.group(0))
+        return found
 
     @property
     def attachments(self) -> list[dict]:

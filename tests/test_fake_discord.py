@@ -96,6 +96,11 @@ class MiniBot(discord.Client):
         async def panel(interaction: discord.Interaction, private: bool = False) -> None:
             await interaction.response.send_message("panel", view=Panel(), ephemeral=private)
 
+        @tree.command(description="Repeats a name")
+        async def say(interaction: discord.Interaction, name: str, allow_pings: bool = False) -> None:
+            allowed = discord.AllowedMentions.all() if allow_pings else discord.utils.MISSING
+            await interaction.response.send_message(f"Hello {name}", allowed_mentions=allowed)
+
         @tree.command(description="Answers with too much text")
         async def wordy(interaction: discord.Interaction) -> None:
             await interaction.response.send_message("x" * 2001)
@@ -489,3 +494,13 @@ async def test_two_bot_processes_on_two_shards(fake_discord: FakeDiscord, tmp_pa
         await one.wait_for_output("MESSAGE hello odd")
         assert await one.stop() == 0 and "STOPPED" in one.output  # SIGTERM handled: a clean close
     assert "hello odd" not in zero.output
+
+
+async def test_pings_reflect_allowed_mentions(world):
+    fake, guild, _, rp, _, alice, _ = world
+    async with run_client(MiniBot(sync_guild=guild.id)):
+        hostile = f"@everyone {alice.mention} <@&{guild.id}>"
+        muted = await fake.slash(guild, rp, alice, "say", {"name": hostile})
+        assert muted.content == f"Hello {hostile}" and muted.pings == []
+        loud = await fake.slash(guild, rp, alice, "say", {"name": hostile, "allow_pings": True})
+        assert loud.pings == ["@everyone", alice.mention, f"<@&{guild.id}>"]
