@@ -307,6 +307,19 @@ class Database:
                    SET {col} = array_remove(cfg.{col}, $4::bigint), updated_at = now()""", channel_id)
         return cfg, channel_id in before.get(col, ())
 
+    async def set_channels(self, guild_id: int, kind: str, channel_ids: Iterable[int], *,
+                           changed_by: int | None = None) -> GuildConfig:
+        """Make `channel_ids` exactly the channels tracked for `kind` (the settings panel's select)."""
+        col = CHANNEL_KINDS[kind]
+        ids = list(dict.fromkeys(int(c) for c in channel_ids))
+        if len(ids) > 100:
+            raise UserError("Track at most 100 channels of each kind.")
+        cfg, _ = await self._change_config(
+            guild_id, changed_by, [col],
+            f"""INSERT INTO config AS cfg (guild_id, {col}) VALUES ($1, $4::bigint[])
+                ON CONFLICT (guild_id) DO UPDATE SET {col} = EXCLUDED.{col}, updated_at = now()""", ids)
+        return cfg
+
     async def settings_history(self, guild_id: int, limit: int = 20) -> list[asyncpg.Record]:
         return await self.pool.fetch(
             """SELECT changed_by, setting, old_value, new_value, created_at FROM settings_log

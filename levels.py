@@ -118,3 +118,25 @@ def escape_text(text: str) -> str:
     """Text shown as typed: markdown neutralised, mentions broken with a zero-width space."""
     text = _MARKDOWN.sub(r"\\\1", text)
     return text.replace("@", "@\u200b")
+
+
+HF_EVENTS = ("goes hunting", "goes foraging")
+HF_SUCCESSES = ("time to harvest", "time to gut and harvest")
+_GOES = re.compile(r"\s+goes\s+", re.IGNORECASE)
+
+
+def parse_hf(title: str | None, description: str | None,
+             fields: list[tuple[str | None, str | None]]) -> tuple[str, bool] | None:
+    """(character name, success) from a hunting/foraging bot's first embed; None if it isn't one.
+
+    The text is the title, description and field names and values, lower-cased and joined;
+    the name is the title before " goes ".
+    """
+    parts = [title, description] + [x for pair in fields for x in pair]
+    text = "\n".join(p for p in parts if p).lower()
+    if not any(event in text for event in HF_EVENTS):
+        return None
+    name = _GOES.split(f" {title or ''} ", maxsplit=1)[0].strip() if title else ""
+    if not name or _GOES.search(f" {title} ") is None:
+        return None
+    return name, any(success in text for success in HF_SUCCESSES)
