@@ -170,3 +170,34 @@ def test_the_setup_guides_way_to_reach_the_embedded_server_works_and_the_bot_sto
     done = run_check(data_root / "botdata")  # reuses the running server, then stops it
     assert done.returncode == 0, done.stdout + done.stderr
     assert running_postmaster(data_root / "botdata") is None
+
+
+# -- the real bot process on the embedded database, stopped the way Docker and Fly stop it ----
+
+async def test_bot_keeps_its_embedded_data_across_a_restart_and_stops_the_server_on_sigterm(
+        data_root, fake_discord, monkeypatch):
+    from fake_discord import bot_process
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    fake = fake_discord
+    guild = fake.add_guild("RP Server")
+    channel = fake.add_channel(guild, "rp")
+    alice = fake.add_member(guild, "alice")
+    data_dir = data_root / "botdata"
+    env = {"DISCORD_BOT_TOKEN": "dummy-token-for-tests", "GUILD_ID": str(guild.id), "ENV": "dev",
+           "XPBOT_DATA_DIR": str(data_dir)}
+
+    async with bot_process(fake, env=env) as bot:
+        await bot.wait_for_output("is online")
+        assert f"using the embedded PostgreSQL in {data_dir}" in bot.output
+        assert running_postmaster(data_dir) is not None
+        created = await fake.slash(guild, channel, alice, "xp_create", {"name": "Luna"})
+        assert "Luna" in (await created.followup()).content
+        assert await bot.stop() == 0  # SIGTERM
+    assert running_postmaster(data_dir) is None, "the embedded server outlived the bot"
+
+    async with bot_process(fake, env=env) as bot:  # the next start reuses the data folder
+        await bot.wait_for_output("is online")
+        shown = await (await fake.slash(guild, channel, alice, "xp")).followup()
+        assert shown.embeds[0]["title"] == "Luna"
+        assert await bot.stop() == 0
+    assert running_postmaster(data_dir) is None
