@@ -206,6 +206,15 @@ def test_fly_builds_the_dockerfile_and_keeps_secrets_out():
     assert "fly postgres attach" in SETUP and "fly secrets set" in SETUP
 
 
+def test_the_bots_writable_folder_is_a_volume_in_compose_and_on_fly():
+    (data_dir,) = [env.split("=", 1)[1] for env in instructions("ENV") if env.startswith("XPBOT_DATA_DIR=")]
+    assert re.search(rf"chown [\w:]+ {data_dir}\b", DOCKERFILE)  # writable by the bot's user
+    volume, mount = COMPOSE["services"]["bot"]["volumes"][0].split(":")
+    assert volume in COMPOSE["volumes"] and mount == data_dir
+    assert FLY["mounts"]["destination"] == data_dir
+    assert f"fly volumes create {FLY['mounts']['source']}" in SETUP
+
+
 def test_fly_env_names_are_documented():
     assert set(FLY["env"]) <= readme_vars()
     assert set(COMPOSE["services"]["bot"]["environment"]) <= readme_vars()
@@ -340,9 +349,18 @@ def test_check_fails_when_a_required_setting_is_missing(tmp_path, database_url, 
     assert "Traceback" not in done.stderr
 
 
+# Reported to bot.py's owner: remove the xfail marks once bot.py handles these (strict: an
+# unexpected pass fails, so they cannot be forgotten).
+BOT_TRACEBACK_ON_POOL_SIZE = pytest.mark.xfail(
+    strict=True, reason="bot.py: DATABASE_POOL_SIZE=lots ends in a ValueError traceback")
+BOT_UNCLEAR_DB_ERROR = pytest.mark.xfail(
+    strict=True, reason="bot.py: an unreachable database prints only 'Connect call failed'")
+
+
 @needs_bot_check
 @pytest.mark.parametrize("name, value", [("GUILD_ID", "my-server"), ("ENV", "production"),
-                                         ("DATABASE_POOL_SIZE", "lots")])
+                                         pytest.param("DATABASE_POOL_SIZE", "lots",
+                                                      marks=BOT_TRACEBACK_ON_POOL_SIZE)])
 def test_check_fails_on_a_malformed_setting_and_names_it(tmp_path, database_url, name, value):
     done = check(tmp_path, **{**good_settings(database_url), name: value})
     assert done.returncode != 0
@@ -351,6 +369,7 @@ def test_check_fails_on_a_malformed_setting_and_names_it(tmp_path, database_url,
 
 
 @needs_bot_check
+@BOT_UNCLEAR_DB_ERROR
 def test_check_fails_clearly_when_the_database_is_unreachable_without_leaking_the_password(tmp_path):
     url = f"postgresql://xpbot:s3cret-pw-xyz@127.0.0.1:{refused_port()}/xpbot"
     done = check(tmp_path, **good_settings(url))
