@@ -237,6 +237,8 @@ class XPBot(discord.AutoShardedClient):
         if not await self.queue.drain(timeout=10):
             log.warning("Database still unavailable at shutdown")
         self.queue.save()
+        log.info("XP events this run: %d in %d database round trips", self.queue.events,
+                 self.queue.round_trips)
         await self.db.close()
 
     # -- the XP listener --------------------------------------------------------------------

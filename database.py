@@ -170,6 +170,8 @@ class Database:
                              "timeout": 10, "command_timeout": 30, **pool_options}
         self.pool: asyncpg.Pool | None = None
         self._tracked: dict[int, tuple[float, frozenset[int], frozenset[int]]] = {}
+        self._loading: dict[int, asyncio.Future] = {}
+        self._generation: dict[int, int] = {}  # bumped on every change: a read in flight is stale
         self._listener: asyncpg.Connection | None = None
         self._listening = False
         self._relisten: asyncio.Task | None = None
@@ -335,13 +337,26 @@ class Database:
         entry = self._tracked.get(guild_id)
         if entry is not None and entry[0] > time.monotonic() and self._listening:
             return entry[1], entry[2]
+        loading = self._loading.get(guild_id)
+        if loading is None:  # one read per guild, however many messages wait for it
+            loading = asyncio.ensure_future(self._load_tracked(guild_id))
+            self._loading[guild_id] = loading
+            loading.add_done_callback(
+                lambda done: self._loading.get(guild_id) is done and self._loading.pop(guild_id))
+        return await asyncio.shield(loading)
+
+    async def _load_tracked(self, guild_id: int) -> tuple[frozenset[int], frozenset[int]]:
+        generation = self._generation.get(guild_id, 0)
         cfg = await self.get_config(guild_id)
         value = (frozenset(cfg.rp_channels), frozenset(cfg.hf_channels))
-        self._tracked[guild_id] = (time.monotonic() + CONFIG_TTL, *value)
+        if self._generation.get(guild_id, 0) == generation:  # not changed while we read
+            self._tracked[guild_id] = (time.monotonic() + CONFIG_TTL, *value)
         return value
 
     def forget_config(self, guild_id: int) -> None:
+        self._generation[guild_id] = self._generation.get(guild_id, 0) + 1
         self._tracked.pop(guild_id, None)
+        self._loading.pop(guild_id, None)
 
     async def _listen(self) -> None:
         """A dedicated connection (not from the pool) that hears config changes."""
@@ -356,7 +371,7 @@ class Database:
         self._tracked.clear()  # anything cached before now may have missed a notification
 
     def _on_config_notify(self, _con: object, _pid: int, _channel: str, payload: str) -> None:
-        self._tracked.pop(int(payload), None)
+        self.forget_config(int(payload))
 
     def _on_listener_lost(self, _con: object) -> None:
         self._listening, self._listener = False, None
@@ -639,7 +654,8 @@ class XPQueue:
         self.max_inflight = max_inflight
         self.pending: collections.deque[tuple[str, Any]] = collections.deque()  # kept in an outage
         self.dropped = 0
-        self.round_trips = 0
+        self.events = 0           # RP and HF events submitted
+        self.round_trips = 0      # database calls made for them
         self._buffer: list[tuple[RPMessage, asyncio.Future]] = []
         self._flushers: set[asyncio.Task] = set()
         self._replayer: asyncio.Task | None = None
@@ -651,6 +667,7 @@ class XPQueue:
     async def rp(self, message: RPMessage, *, at: dt.datetime | None = None) -> Award | None:
         """Award RP XP for one message; None when kept for later (database unavailable).
         `at` (the message's time) is the day a kept message counts on."""
+        self.events += 1
         if self.pending:
             self._keep("rp", (message, at))
             return None
@@ -665,6 +682,7 @@ class XPQueue:
 
     async def hf(self, *, at: dt.datetime | None = None, **event: Any) -> Award | None:
         """award_hf (same arguments) now, or kept for later; None when kept."""
+        self.events += 1
         if not self.pending:
             try:
                 award = await self._apply_hf(event)

@@ -636,3 +636,19 @@ async def test_tracked_channel_cache_is_invalidated_across_processes(db, databas
         assert await other.tracked_channels(G) == (frozenset(), frozenset())
     finally:
         await other.close()
+
+
+async def test_a_burst_of_messages_on_a_cold_cache_reads_the_config_once(db):
+    await db.add_channel(G, "rp", RP)
+    db.forget_config(G)
+    reads = 0
+    original = db.get_config
+
+    async def counting_get_config(guild_id):
+        nonlocal reads
+        reads += 1
+        return await original(guild_id)
+
+    db.get_config = counting_get_config
+    results = await asyncio.gather(*(db.tracked_channels(G) for _ in range(200)))
+    assert reads == 1 and set(results) == {(frozenset({RP}), frozenset())}
