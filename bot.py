@@ -168,8 +168,9 @@ class XPBot(discord.AutoShardedClient):
         intents.guilds = True
         intents.guild_messages = True
         intents.message_content = True
+        # No message cache: the bot never looks back at old messages (saves memory and time).
         super().__init__(intents=intents, allowed_mentions=NO_PINGS, shard_count=shard_count,
-                         shard_ids=shard_ids)
+                         shard_ids=shard_ids, max_messages=None)
         self.db = database
         self.env = env
         self.dev_guild_id = guild_id

@@ -145,10 +145,13 @@ async def burst(server: str, args, processes: int) -> tuple:
         outputs = [b.output for b in bots]
     await drop_database(server, url)
     events, trips = map(sum, zip(*(round_trips(o) for o in outputs)))
-    samples.sort()
-    p = (lambda q: samples[min(len(samples) - 1, int(q * len(samples)))]) if samples else (lambda q: float("nan"))
     return (len(messages) / (done - start), len(messages) / (sent - start), trips / max(events, 1),
-            p(0.5), p(0.99), len(samples), peak, correct)
+            percentile(samples, 0.5), percentile(samples, 0.99), len(samples), peak, correct)
+
+
+def percentile(samples: list[float], q: float) -> float:
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
 
 
 async def null_ceiling(args) -> float:
@@ -177,6 +180,8 @@ async def stream(server: str, args) -> list[tuple]:
             model.message(member.id, length)
         async with bot_process(fake, env=bot_env(url, None), ready_timeout=60) as bot:
             pid = bot.process.pid
+            stop, samples = asyncio.Event(), []
+            latency = asyncio.create_task(measure_xp_command(fake, world, stop, samples))
             start = time.perf_counter()
             next_sample = start
             for i, (guild, channel, member, length) in enumerate(messages):
@@ -188,12 +193,16 @@ async def stream(server: str, args) -> list[tuple]:
                     rows.append((f"{now - start:5.0f} s", f"{i:,}", f"{memory_kib(pid, 'VmRSS') / 1024:.1f} MiB"))
                     next_sample += max(args.stream_seconds / 10, 1)
                 await send(fake, guild, channel, member, length)
+            stop.set()
+            await latency
             async with Database(url, max_size=2) as db:
                 await wait_counted(db, total, timeout=600)
                 correct = await exact(db, model)
+            p50, p99 = percentile(samples, 0.5), percentile(samples, 0.99)
             rows.append((f"{time.perf_counter() - start:5.0f} s", f"{total:,}",
                          f"{memory_kib(pid, 'VmRSS') / 1024:.1f} MiB (peak {memory_kib(pid) / 1024:.1f})"
-                         f" · {'exact' if correct else 'WRONG'}"))
+                         f" · {'exact' if correct else 'WRONG'} · /xp p50 {p50:.1f} ms, p99 {p99:.1f} ms"
+                         f" ({len(samples)})"))
     await drop_database(server, url)
     return rows
 
