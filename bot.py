@@ -19,6 +19,7 @@ import sys
 from pathlib import Path
 from typing import Any, Callable
 
+import asyncpg
 import discord
 from discord import app_commands
 from discord.utils import escape_markdown
@@ -896,6 +897,9 @@ def read_config(env: dict[str, str], *, need_token: bool = True) -> dict[str, An
             raise ConfigError(f"SHARD_IDS must be between 0 and SHARD_COUNT-1 ({shard_count - 1}).")
     elif env.get("SHARD_IDS", "").strip():
         raise ConfigError("SHARD_IDS needs SHARD_COUNT too.")
+    pool_size = env.get("DATABASE_POOL_SIZE", "").strip()
+    if pool_size and not (pool_size.isdigit() and 1 <= int(pool_size) <= 100):
+        raise ConfigError(f"DATABASE_POOL_SIZE must be a whole number from 1 to 100, not `{pool_size[:20]}`.")
     data_dir = Path(env.get("XPBOT_DATA_DIR", ".xpbot-pgdata"))
     database_url = env.get("DATABASE_URL", "").strip() or None
     spool = env.get("XPBOT_SPOOL") or (data_dir / "pending-xp.jsonl" if database_url
@@ -967,10 +971,25 @@ def main(argv: list[str] | None = None) -> int:
               file=sys.stderr)
         return 1
     except Exception as e:  # a clear line for the operator, never the password
-        if is_unavailable(e) or isinstance(e, RuntimeError):
-            print(f"Can't start: {redact(str(e)) or type(e).__name__}", file=sys.stderr)
+        if is_unavailable(e) or isinstance(e, asyncpg.PostgresError):
+            where = describe_url(config["database_url"]) if config["database_url"] else "the embedded database"
+            print(f"Can't reach the database at {where}: {redact(str(e)) or type(e).__name__}. "
+                  "Check DATABASE_URL and that PostgreSQL is running.", file=sys.stderr)
+            return 1
+        if isinstance(e, RuntimeError):
+            print(f"Can't start: {redact(str(e))}", file=sys.stderr)
             return 1
         raise
+
+
+def describe_url(url: str) -> str:
+    """host:port/database of a database URL, without user or password."""
+    from urllib.parse import urlsplit
+    try:
+        parts = urlsplit(url)
+        return f"{parts.hostname or 'localhost'}:{parts.port or 5432}{parts.path or ''}"
+    except ValueError:
+        return "DATABASE_URL (unparseable)"
 
 
 def redact(text: str) -> str:

@@ -349,18 +349,9 @@ def test_check_fails_when_a_required_setting_is_missing(tmp_path, database_url, 
     assert "Traceback" not in done.stderr
 
 
-# Reported to bot.py's owner: remove the xfail marks once bot.py handles these (strict: an
-# unexpected pass fails, so they cannot be forgotten).
-BOT_TRACEBACK_ON_POOL_SIZE = pytest.mark.xfail(
-    strict=True, reason="bot.py: DATABASE_POOL_SIZE=lots ends in a ValueError traceback")
-BOT_UNCLEAR_DB_ERROR = pytest.mark.xfail(
-    strict=True, reason="bot.py: an unreachable database prints only 'Connect call failed'")
-
-
 @needs_bot_check
 @pytest.mark.parametrize("name, value", [("GUILD_ID", "my-server"), ("ENV", "production"),
-                                         pytest.param("DATABASE_POOL_SIZE", "lots",
-                                                      marks=BOT_TRACEBACK_ON_POOL_SIZE)])
+                                         ("DATABASE_POOL_SIZE", "lots")])
 def test_check_fails_on_a_malformed_setting_and_names_it(tmp_path, database_url, name, value):
     done = check(tmp_path, **{**good_settings(database_url), name: value})
     assert done.returncode != 0
@@ -369,7 +360,6 @@ def test_check_fails_on_a_malformed_setting_and_names_it(tmp_path, database_url,
 
 
 @needs_bot_check
-@BOT_UNCLEAR_DB_ERROR
 def test_check_fails_clearly_when_the_database_is_unreachable_without_leaking_the_password(tmp_path):
     url = f"postgresql://xpbot:s3cret-pw-xyz@127.0.0.1:{refused_port()}/xpbot"
     done = check(tmp_path, **good_settings(url))
