@@ -32,6 +32,7 @@ from levels import UserError
 log = logging.getLogger("xpbot")
 
 NO_PINGS = discord.AllowedMentions.none()
+discord.VoiceClient.warn_nacl = discord.VoiceClient.warn_dave = False  # no voice: no warnings about it
 COLOUR = discord.Colour.from_rgb(88, 101, 242)
 RP_MESSAGE_TYPES = (discord.MessageType.default, discord.MessageType.reply)
 PRUNE_EVERY = 3600  # seconds between clean-ups of counted message ids
@@ -180,7 +181,7 @@ class XPBot(discord.AutoShardedClient):
         self.queue = XPQueue(database, spool=spool, on_award=self.on_award)
         self._announced_online = False
         self._background: set[asyncio.Task] = set()
-        self._closing = False
+        self._closing: asyncio.Future | None = None
         register_commands(self.tree)
 
     @property
@@ -230,9 +231,13 @@ class XPBot(discord.AutoShardedClient):
                 log.warning("Pruning counted message ids failed: %s", type(e).__name__)
 
     async def close(self) -> None:
-        if self._closing:
-            return await super().close()
-        self._closing = True
+        """Stop receiving, finish (or keep) every award already received, close the pool.
+        Called by the signal handler and again by `async with`: the work runs once."""
+        if self._closing is None:
+            self._closing = asyncio.ensure_future(self._shut_down())
+        await asyncio.shield(self._closing)
+
+    async def _shut_down(self) -> None:
         await super().close()  # no new events from here on
         for task in self._background:
             task.cancel()
@@ -940,8 +945,11 @@ async def run(config: dict[str, Any], *, check: bool) -> int:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, lambda s=sig: (log.info("%s received: shutting down", s.name),
                                                          loop.create_task(bot.close())))
-        async with bot:
-            await bot.start(config["token"])
+        try:
+            async with bot:
+                await bot.start(config["token"])
+        finally:
+            await bot.close()  # discord.py skips it once the gateway is closed: finish our part
         return 0
     finally:
         if embedded is not None:
