@@ -652,3 +652,19 @@ async def test_a_burst_of_messages_on_a_cold_cache_reads_the_config_once(db):
     db.get_config = counting_get_config
     results = await asyncio.gather(*(db.tracked_channels(G) for _ in range(200)))
     assert reads == 1 and set(results) == {(frozenset({RP}), frozenset())}
+
+
+async def test_leaderboard_of_10000_characters_is_served_by_an_index_without_sorting(db):
+    await db.pool.execute(
+        """INSERT INTO users (guild_id, user_id) SELECT $1, g FROM generate_series(1, 10000) g;
+           INSERT INTO characters (guild_id, user_id, name, xp)
+           SELECT $1, g, 'C' || g, (g * 7919) % 400000 FROM generate_series(1, 10000) g;
+           ANALYZE characters;""".replace("$1", str(G)))
+    page, total = await db.leaderboard(G, page=3, per_page=10)
+    assert total == 10000 and len(page) == 10
+    xps = await db.pool.fetch("SELECT xp FROM characters WHERE guild_id = $1 ORDER BY xp DESC, id", G)
+    assert [c.xp for c in page] == [r["xp"] for r in xps[30:40]]
+    plan = "\n".join(r[0] for r in await db.pool.fetch(
+        "EXPLAIN SELECT c.* FROM characters c WHERE c.guild_id = $1 ORDER BY c.xp DESC, c.id "
+        "LIMIT 10 OFFSET 30", G))
+    assert "characters_guild_xp_idx" in plan and "Sort" not in plan, plan
