@@ -16,6 +16,7 @@ import os
 import re
 import signal
 import sys
+import zoneinfo
 from pathlib import Path
 from typing import Any, Callable
 
@@ -394,6 +395,11 @@ async def any_characters(interaction: discord.Interaction, current: str):
     return _choices(characters, True, interaction.guild)
 
 
+async def characters_for_history(interaction: discord.Interaction, current: str):
+    """Staff may look at any character's history; players at their own."""
+    return await (any_characters if is_staff(interaction) else own_characters)(interaction, current)
+
+
 async def timezones(interaction: discord.Interaction, current: str):
     typed = current.strip().lower().replace(" ", "_")
     if not typed:
@@ -689,7 +695,7 @@ def register_commands(tree: app_commands.CommandTree) -> None:  # noqa: C901 - a
     async def xp_set_timezone(interaction: discord.Interaction, timezone: str):
         await begin(interaction)
         zone = await interaction.client.db.set_timezone(guild_id_of(interaction), interaction.user.id, timezone)
-        local = dt.datetime.now(dt.timezone.utc).astimezone(__import__("zoneinfo").ZoneInfo(zone))
+        local = dt.datetime.now(dt.timezone.utc).astimezone(zoneinfo.ZoneInfo(zone))
         await reply(interaction, f"Time zone set to **{zone}** (it is {local:%H:%M} there). "
                                  "Your daily caps reset at midnight there.")
 
@@ -722,7 +728,7 @@ def register_commands(tree: app_commands.CommandTree) -> None:  # noqa: C901 - a
 
     @tree.command(name="xp_history", description="Recent staff grants to a character")
     @app_commands.describe(character="Your character (staff: any character)")
-    @app_commands.autocomplete(character=own_characters)
+    @app_commands.autocomplete(character=characters_for_history)
     @guild_only
     async def xp_history(interaction: discord.Interaction, character: str):
         await begin(interaction)
