@@ -841,38 +841,11 @@ def register_commands(tree: app_commands.CommandTree) -> None:  # noqa: C901 - a
     @staff_command
     async def xp_export(interaction: discord.Interaction):
         await begin(interaction)
-        document = await export_guild(interaction.client.db, guild_id_of(interaction))
-        data = json.dumps(document, indent=2, ensure_ascii=False).encode("utf-8")
-        await reply(interaction, f"{len(document) - len(SETTING_KEYS)} players exported.",
+        document = await interaction.client.db.export_guild(guild_id_of(interaction))
+        data = (json.dumps(document, indent=2, ensure_ascii=False) + "\n").encode("utf-8")
+        players = sum(key.isdigit() for key in document)
+        await reply(interaction, f"{players} players exported, in the format `migrate_to_postgres.py` reads.",
                     file=discord.File(io.BytesIO(data), filename=f"xp-{interaction.guild_id}.json"))
-
-
-SETTING_KEYS = ("rp_channels", "hf_channels", "char_per_rp", "daily_rp_cap", "hf_attempt_xp",
-                "hf_success_xp", "daily_hf_cap")
-
-
-async def export_guild(db: Database, guild_id: int) -> dict:
-    """The guild as an xp.json document (the old bot's newest format; the migration reads it)."""
-    exporter = getattr(db, "export_guild", None)
-    if exporter is not None:  # the migration's exporter, when present, is the one format
-        return await exporter(guild_id)
-    cfg = await db.get_config(guild_id)
-    document: dict[str, Any] = {k: list(v) if isinstance(v, tuple) else v
-                                for k, v in ((k, getattr(cfg, k)) for k in SETTING_KEYS)}
-    users = await db.pool.fetch(
-        "SELECT user_id, active_character_id, timezone, last_xp_reset FROM users "
-        "WHERE guild_id = $1 ORDER BY user_id", guild_id)
-    for user in users:
-        characters = await db.list_characters(guild_id, user["user_id"])
-        document[str(user["user_id"])] = {
-            "active": next((c.name for c in characters if c.active), None),
-            "characters": {c.name: {"xp": c.xp, "image_url": c.image_url, "daily_xp": c.daily_xp,
-                                    "char_buffer": c.char_buffer, "daily_hf": c.daily_hf}
-                           for c in characters},
-            "last_xp_reset": user["last_xp_reset"].isoformat() if user["last_xp_reset"] else "",
-            "timezone": user["timezone"],
-        }
-    return document
 
 
 # -- running it ----------------------------------------------------------------------------------------

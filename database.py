@@ -628,6 +628,90 @@ class Database:
 
 
 
+    # -- migration: bulk import / export (migrate_to_postgres.py, /xp_export) ------------
+
+    async def import_guild(self, guild_id: int, plan: Any) -> None:
+        """Make the guild's settings and the plan's players equal to the plan, in one
+        transaction, by COPY into temporary tables and set-based upserts."""
+        users = [(p.user_id, p.timezone, p.last_xp_reset, p.active) for p in plan.players]
+        characters = [(p.user_id, i, c.name, c.xp, c.daily_xp, c.daily_hf, c.char_buffer, c.image_url)
+                      for p in plan.players for i, c in enumerate(p.characters)]
+        s = plan.settings
+        async with self.pool.acquire() as con, con.transaction():
+            await con.execute(
+                """INSERT INTO config AS cfg (guild_id, rp_channels, hf_channels, char_per_rp, daily_rp_cap,
+                                              hf_attempt_xp, hf_success_xp, daily_hf_cap)
+                   VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+                   ON CONFLICT (guild_id) DO UPDATE SET
+                       rp_channels = EXCLUDED.rp_channels, hf_channels = EXCLUDED.hf_channels,
+                       char_per_rp = EXCLUDED.char_per_rp, daily_rp_cap = EXCLUDED.daily_rp_cap,
+                       hf_attempt_xp = EXCLUDED.hf_attempt_xp, hf_success_xp = EXCLUDED.hf_success_xp,
+                       daily_hf_cap = EXCLUDED.daily_hf_cap, updated_at = now()""",
+                guild_id, s["rp_channels"], s["hf_channels"], s["char_per_rp"], s["daily_rp_cap"],
+                s["hf_attempt_xp"], s["hf_success_xp"], s["daily_hf_cap"])
+            await con.execute(
+                """CREATE TEMP TABLE mig_users (user_id bigint, timezone text, last_xp_reset date,
+                                                active text) ON COMMIT DROP;
+                   CREATE TEMP TABLE mig_characters (user_id bigint, ord int, name text, xp bigint,
+                                                     daily_xp int, daily_hf int, char_buffer int,
+                                                     image_url text) ON COMMIT DROP;""")
+            await con.copy_records_to_table("mig_users", records=users)
+            await con.copy_records_to_table("mig_characters", records=characters)
+            await con.execute(
+                """INSERT INTO users (guild_id, user_id, timezone, last_xp_reset)
+                   SELECT $1, user_id, timezone, last_xp_reset FROM mig_users
+                   ON CONFLICT (guild_id, user_id) DO UPDATE
+                      SET timezone = EXCLUDED.timezone, last_xp_reset = EXCLUDED.last_xp_reset""", guild_id)
+            await con.execute(
+                """INSERT INTO characters (guild_id, user_id, name, xp, daily_xp, daily_hf, char_buffer, image_url)
+                   SELECT $1, user_id, name, xp, daily_xp, daily_hf, char_buffer, image_url
+                     FROM mig_characters ORDER BY user_id, ord
+                   ON CONFLICT (guild_id, user_id, lower(name)) DO UPDATE
+                      SET name = EXCLUDED.name, xp = EXCLUDED.xp, daily_xp = EXCLUDED.daily_xp,
+                          daily_hf = EXCLUDED.daily_hf, char_buffer = EXCLUDED.char_buffer,
+                          image_url = EXCLUDED.image_url""", guild_id)
+            await con.execute(
+                """UPDATE users u SET active_character_id = c.id
+                     FROM mig_users m LEFT JOIN characters c
+                          ON c.guild_id = $1 AND c.user_id = m.user_id AND lower(c.name) = lower(m.active)
+                    WHERE u.guild_id = $1 AND u.user_id = m.user_id
+                      AND u.active_character_id IS DISTINCT FROM c.id""", guild_id)
+        self.forget_config(guild_id)
+
+    async def migration_totals(self, guild_id: int, user_ids: list[int]) -> dict[str, int]:
+        """Players, characters, XP and active characters of these players, read back."""
+        row = await self.pool.fetchrow(
+            """SELECT (SELECT count(*) FROM users WHERE guild_id = $1 AND user_id = ANY($2)) AS players,
+                      count(c.id) AS characters, COALESCE(sum(c.xp), 0)::bigint AS xp,
+                      (SELECT count(*) FROM users WHERE guild_id = $1 AND user_id = ANY($2)
+                          AND active_character_id IS NOT NULL) AS active
+                 FROM characters c WHERE c.guild_id = $1 AND c.user_id = ANY($2)""", guild_id, user_ids)
+        return dict(row)
+
+    async def export_guild(self, guild_id: int) -> dict:
+        """The guild as an xp.json document in the old bot's newest format, in a stable order."""
+        cfg = await self.get_config(guild_id)
+        document: dict[str, Any] = {"rp_channels": list(cfg.rp_channels), "hf_channels": list(cfg.hf_channels)}
+        document.update({k: getattr(cfg, k) for k in DEFAULTS})
+        rows = await self.pool.fetch(
+            """SELECT u.user_id, u.timezone, u.last_xp_reset, u.active_character_id,
+                      c.id, c.name, c.xp, c.daily_xp, c.daily_hf, c.char_buffer, c.image_url
+                 FROM users u LEFT JOIN characters c USING (guild_id, user_id)
+                WHERE u.guild_id = $1 ORDER BY u.user_id, c.id""", guild_id)
+        for r in rows:
+            player = document.setdefault(str(r["user_id"]), {
+                "active": None, "characters": {},
+                "last_xp_reset": r["last_xp_reset"].isoformat() if r["last_xp_reset"] else "",
+                "timezone": r["timezone"]})
+            if r["id"] is None:
+                continue
+            player["characters"][r["name"]] = {"xp": r["xp"], "image_url": r["image_url"],
+                                               "daily_xp": r["daily_xp"], "char_buffer": r["char_buffer"],
+                                               "daily_hf": r["daily_hf"]}
+            if r["id"] == r["active_character_id"]:
+                player["active"] = r["name"]
+        return document
+
 class XPQueue:
     """The road from a Discord message to an XP award, built for bursts and outages.
 
