@@ -129,6 +129,8 @@ def whole_number(value: Any, where: str, notes: list[str], *, low: int = 0, high
 
 def clean_character_name(raw: str) -> str:
     """Line breaks and control characters become spaces; runs of spaces become one."""
+    if raw.isprintable() and raw == raw.strip() and 0 < len(raw) <= levels.NAME_MAX and "  " not in raw:
+        return raw  # the usual case, without looking at every character
     name = "".join(" " if unicodedata.category(ch) in ("Cc", "Cs", "Zl", "Zp") else ch for ch in raw)
     return re.sub(r" {2,}", " ", name).strip()[:levels.NAME_MAX].strip() or "Unnamed"
 
