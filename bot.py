@@ -377,7 +377,7 @@ def _choices(characters: list[Character], with_owner: bool, guild: discord.Guild
         label = f"{c.name} · level {levels.level_for(c.xp)}"
         if with_owner:
             member = guild.get_member(c.user_id) if guild else None
-            label += f" · {member.display_name if member else c.user_id}"
+            label += f" · {member.display_name if member else f'player {c.user_id}'}"
         elif c.active:
             label += " · active"
         out.append(app_commands.Choice(name=label[:100], value=f"#{c.id}"))
@@ -489,8 +489,9 @@ class RPModal(discord.ui.Modal, title="RP XP settings"):
     def __init__(self, cfg: GuildConfig):
         super().__init__(custom_id="xp:modal:rp")
         self.rate = discord.ui.TextInput(label="Characters of writing per XP", default=str(cfg.char_per_rp),
-                                         max_length=7)
-        self.cap = discord.ui.TextInput(label="Daily RP XP cap", default=str(cfg.daily_rp_cap), max_length=7)
+                                         max_length=7, custom_id="rate")
+        self.cap = discord.ui.TextInput(label="Daily RP XP cap", default=str(cfg.daily_rp_cap), max_length=7,
+                                        custom_id="cap")
         self.add_item(self.rate)
         self.add_item(self.cap)
 
@@ -514,10 +515,12 @@ class RPModal(discord.ui.Modal, title="RP XP settings"):
 class HFModal(discord.ui.Modal, title="HF XP settings"):
     def __init__(self, cfg: GuildConfig):
         super().__init__(custom_id="xp:modal:hf")
-        self.attempt = discord.ui.TextInput(label="XP per attempt", default=str(cfg.hf_attempt_xp), max_length=7)
+        self.attempt = discord.ui.TextInput(label="XP per attempt", default=str(cfg.hf_attempt_xp), max_length=7,
+                                            custom_id="attempt")
         self.success = discord.ui.TextInput(label="Extra XP on success", default=str(cfg.hf_success_xp),
-                                            max_length=7)
-        self.cap = discord.ui.TextInput(label="Daily HF XP cap", default=str(cfg.daily_hf_cap), max_length=7)
+                                            max_length=7, custom_id="success")
+        self.cap = discord.ui.TextInput(label="Daily HF XP cap", default=str(cfg.daily_hf_cap), max_length=7,
+                                        custom_id="cap")
         for item in (self.attempt, self.success, self.cap):
             self.add_item(item)
 
