@@ -22,7 +22,7 @@ from typing import Any, Iterable, Sequence
 import asyncpg
 
 from levels import (GRANT_MAX, SETTING_MAX, UserError, clean_image_url, clean_int, clean_name,
-                    clean_timezone, escape_text, level_for)
+                    clean_reason, clean_timezone, escape_text, level_for, searchable)
 
 log = logging.getLogger("xpbot.database")
 
@@ -457,7 +457,7 @@ class Database:
 
         With `owner_id` only that player's characters count; without it, the whole guild's.
         """
-        text = query.strip() if isinstance(query, str) else ""
+        text = searchable(query).strip()
         if not text:
             raise CharacterNotFound("Give the name of a character (start typing to see the choices).")
         scope = "AND c.user_id = $3" if owner_id is not None else ""
@@ -491,7 +491,7 @@ class Database:
     async def character_choices(self, guild_id: int, query: str, owner_id: int | None = None,
                                 limit: int = AUTOCOMPLETE_LIMIT) -> list[Character]:
         """Autocomplete: names starting with, then containing, what was typed."""
-        typed = query.strip().lower()[:100]
+        typed = searchable(query).strip().lower()[:100]
         scope = "AND c.user_id = $5" if owner_id is not None else ""
         args = (guild_id, _like_escape(typed), typed, limit)
         args += (owner_id,) if owner_id is not None else ()
@@ -583,7 +583,7 @@ class Database:
         amount = clean_int(amount, "The amount", -GRANT_MAX, GRANT_MAX)
         if amount == 0:
             raise UserError("The amount can't be 0: use a positive number to add XP, negative to remove.")
-        reason = (reason or "").strip()[:500] or None
+        reason = clean_reason(reason)
         row = await self.pool.fetchrow(
             """WITH old AS (SELECT id, xp FROM characters WHERE guild_id = $1 AND id = $2 FOR UPDATE),
                     upd AS (UPDATE characters c SET xp = LEAST(GREATEST(c.xp + $3, 0), 1000000000000)

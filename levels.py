@@ -62,7 +62,7 @@ def clean_name(raw: object) -> str:
     return name
 
 
-_URL = re.compile(r"^https?://[^\s/?#]+[^\s]*$", re.IGNORECASE)
+_URL = re.compile(r"^https?://[^\s/?#\x00-\x1f\x7f]+[^\s\x00-\x1f\x7f]*$", re.IGNORECASE)
 
 
 def clean_image_url(raw: object) -> str | None:
@@ -112,6 +112,20 @@ def clean_int(value: object, what: str, low: int, high: int) -> int:
 
 
 _MARKDOWN = re.compile(r"([\\*_~`|>\[\]()#-])")
+
+
+def searchable(text: object) -> str:
+    """What a user typed to look something up, safe to send as a query parameter
+    (PostgreSQL text can't hold NUL; no name has control characters anyway)."""
+    return "".join(ch for ch in text if ch >= " ") if isinstance(text, str) else ""
+
+
+def clean_reason(text: object) -> str | None:
+    """A free-text reason: control characters become spaces, at most 500 characters."""
+    if not isinstance(text, str):
+        return None
+    cleaned = "".join(ch if unicodedata.category(ch) != "Cc" else " " for ch in text).strip()
+    return cleaned[:500] or None
 
 
 def escape_text(text: str) -> str:

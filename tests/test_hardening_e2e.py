@@ -1,0 +1,130 @@
+"""Start-up, hostile input and secrets: what must hold whatever users and operators do."""
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import subprocess
+import sys
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import pytest
+
+from bot import XPBot
+from database import Database
+from fake_discord import bot_process, run_client
+from test_commands_e2e import World
+
+ROOT = Path(__file__).resolve().parent.parent
+TOKEN = "SECRET.token-abc123XYZ"
+PASSWORD = "pw-Sup3rSecret"
+
+HOSTILE_TEXT = ["", " ", "\u200b", "x" * 4000, "🐺" * 120, "**bold** __u__ `code` ||spoiler||", "@everyone",
+                "@here", "<@123456789012345678>", "<@&1>", "<#1>", "line\nbreak", "nul\x00byte", "\u202eRTL",
+                "'; DROP TABLE characters; --", "%_\\", "#1", "#99999999999999999999", "../../etc/passwd"]
+HOSTILE_INTS = [0, -1, -(2**31), 2**31, 2**53, 10**15, -(10**15)]
+
+
+def with_password(url: str) -> str:
+    parts = urlsplit(url)
+    user = parts.username or "postgres"
+    return urlunsplit(parts._replace(netloc=f"{user}:{PASSWORD}@{parts.hostname}:{parts.port}"))
+
+
+async def test_startup_logs_the_three_lines_in_order_and_syncs_per_env(fake_discord, database_url, caplog):
+    caplog.set_level(logging.INFO)
+    fake = fake_discord
+    guild = fake.add_guild("Dev Server")
+    other = fake.add_guild("Another")
+    async with run_client(XPBot(Database(database_url, max_size=3), env="dev", guild_id=guild.id)):
+        pass
+    messages = [r.getMessage() for r in caplog.records]
+    lines = [m for m in messages if m.startswith("✅")]
+    assert lines == ["✅ Database connected", "✅ Database schema initialized", "✅ XP Bot is online"]
+    assert [scope for scope, _ in fake.command_syncs] == [guild.id]
+    async with run_client(XPBot(Database(database_url, max_size=3), env="prod")):
+        pass
+    assert [scope for scope, _ in fake.command_syncs] == [guild.id, None]
+    assert other.id not in [scope for scope, _ in fake.command_syncs]
+    shard_one = XPBot(Database(database_url, max_size=3), env="prod", shard_count=2, shard_ids=[1])
+    task = asyncio.create_task(shard_one.start("token"))
+    try:
+        await fake.wait_until(lambda: any(s.shard == (1, 2) and s.ready for s in fake.sessions),
+                              "shard 1 connected", 30)
+    finally:
+        await shard_one.close()
+        await task
+    assert len(fake.command_syncs) == 2  # a process without shard 0 never syncs
+
+
+@pytest.fixture
+async def w(fake_discord, db, database_url):
+    world = World(fake_discord, None, db)
+    client = XPBot(Database(database_url, max_size=5), env="dev", guild_id=world.guild.id)
+    world.client = client
+    async with run_client(client):
+        yield world
+
+
+async def test_hostile_values_in_every_option_get_clear_private_answers(w, caplog):
+    caplog.set_level(logging.WARNING)
+    luna = await w.db.create_character(w.guild.id, w.alice.id, "Luna")
+    await w.db.create_character(w.guild.id, w.bob.id, "Bram")
+    calls = []
+    for text in HOSTILE_TEXT:
+        calls += [(w.alice, "xp_create", {"name": text}), (w.alice, "xp_create", {"name": "Ok", "image_url": text}),
+                  (w.alice, "xp", {"character": text}), (w.alice, "xp_active", {"character": text}),
+                  (w.alice, "xp_delete", {"character": text}), (w.alice, "xp_set_timezone", {"timezone": text}),
+                  (w.alice, "xp_history", {"character": text}),
+                  (w.mod, "xp_grant", {"character": text, "amount": 1}),
+                  (w.mod, "xp_grant", {"character": f"#{luna.id}", "amount": 1, "reason": text})]
+    for number in HOSTILE_INTS:
+        calls += [(w.mod, "xp_grant", {"character": f"#{luna.id}", "amount": number}),
+                  (w.mod, "xp_set_cap", {"amount": number}), (w.mod, "xp_set_rate", {"characters": number}),
+                  (w.mod, "xp_config_hf", {"attempt_xp": number, "success_xp": number, "daily_cap": number})]
+    for user, name, options in calls:
+        await w.db.pool.execute("DELETE FROM characters WHERE name = 'Ok'")
+        reply = await w.run(user, name, options, strict=False)
+        shown = reply.text() if hasattr(reply, "text") else reply.content
+        assert reply.ephemeral, (name, options)
+        assert "Traceback" not in shown and "Something went wrong" not in shown, (name, options, shown)
+        assert not reply.pings, (name, options)
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert await w.db.pool.fetchval("SELECT count(*) FROM characters") >= 2  # nothing was dropped
+
+
+async def test_a_player_cannot_reach_another_guilds_characters(w, fake_discord):
+    other = fake_discord.add_guild("Elsewhere")
+    fake_discord.add_channel(other, "rp")
+    stranger = await w.db.create_character(other.id, w.alice.id, "Stranger")
+    for name in ("xp", "xp_active", "xp_delete", "xp_history"):
+        await w.refused(w.alice, name, {"character": f"#{stranger.id}"}, "No character")
+    await w.refused(w.mod, "xp_grant", {"character": f"#{stranger.id}", "amount": 5}, "No character")
+    assert (await w.db.get_character(other.id, stranger.id)).xp == 0
+
+
+def test_the_token_and_the_database_password_never_reach_the_output(database_url, tmp_path):
+    env = {**{k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "TEST_DATABASE_URL")},
+           "DISCORD_BOT_TOKEN": TOKEN, "ENV": "prod", "LOG_LEVEL": "DEBUG",
+           "DATABASE_URL": f"postgresql://xpbot:{PASSWORD}@127.0.0.1:1/xpbot"}
+    failed = subprocess.run([sys.executable, str(ROOT / "bot.py")], env=env, capture_output=True, text=True,
+                            timeout=60, cwd=tmp_path)
+    out = failed.stdout + failed.stderr
+    assert failed.returncode != 0 and "database" in out.lower()
+    assert TOKEN not in out and PASSWORD not in out and "Traceback" not in out
+
+
+async def test_a_running_bot_logs_neither_secret(fake_discord, database_url, tmp_path):
+    env = {"DISCORD_BOT_TOKEN": TOKEN, "ENV": "prod", "LOG_LEVEL": "DEBUG",
+           "DATABASE_URL": with_password(database_url), "XPBOT_SPOOL": str(tmp_path / "spool.jsonl")}
+    guild = fake_discord.add_guild("G")
+    channel = fake_discord.add_channel(guild, "rp")
+    member = fake_discord.add_member(guild, "m")
+    async with bot_process(fake_discord, env=env, ready_timeout=60) as bot:
+        reply = await fake_discord.slash(guild, channel, member, "xp_create", {"name": "Luna"}, timeout=15)
+        assert reply.type == 5
+        await fake_discord.send_message(channel, member, "hello")
+        code = await bot.stop()
+    assert code == 0
+    assert TOKEN not in bot.output and PASSWORD not in bot.output
