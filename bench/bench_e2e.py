@@ -20,7 +20,6 @@ import asyncio
 import os
 import random
 import re
-import statistics
 import sys
 import time
 from pathlib import Path

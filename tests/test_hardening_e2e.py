@@ -9,12 +9,11 @@ import sys
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
-import pytest
 
 from bot import XPBot
 from database import Database
 from fake_discord import bot_process, run_client
-from test_commands_e2e import World
+from test_commands_e2e import w  # noqa: F401 - the shared world fixture
 
 ROOT = Path(__file__).resolve().parent.parent
 TOKEN = "SECRET.token-abc123XYZ"
@@ -56,15 +55,6 @@ async def test_startup_logs_the_three_lines_in_order_and_syncs_per_env(fake_disc
         await shard_one.close()
         await task
     assert len(fake.command_syncs) == 2  # a process without shard 0 never syncs
-
-
-@pytest.fixture
-async def w(fake_discord, db, database_url):
-    world = World(fake_discord, None, db)
-    client = XPBot(Database(database_url, max_size=5), env="dev", guild_id=world.guild.id)
-    world.client = client
-    async with run_client(client):
-        yield world
 
 
 async def test_hostile_values_in_every_option_get_clear_private_answers(w, caplog):
