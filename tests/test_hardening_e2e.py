@@ -14,6 +14,7 @@ from bot import XPBot
 from database import Database
 from fake_discord import bot_process, run_client
 from test_commands_e2e import w  # noqa: F401 - the shared world fixture
+from test_outage import own_server  # noqa: F401 - a server this test may stop
 
 ROOT = Path(__file__).resolve().parent.parent
 TOKEN = "SECRET.token-abc123XYZ"
@@ -118,3 +119,30 @@ async def test_a_running_bot_logs_neither_secret(fake_discord, database_url, tmp
         code = await bot.stop()
     assert code == 0
     assert TOKEN not in bot.output and PASSWORD not in bot.output
+
+
+async def test_a_database_outage_gets_a_retry_answer_and_loses_no_xp(fake_discord, own_server, tmp_path):
+    """PostgreSQL stops under the running bot: commands say so, RP written meanwhile lands later."""
+    server, url = own_server, own_server.url
+    fake = fake_discord
+    guild = fake.add_guild("G")
+    channel = fake.add_channel(guild, "rp")
+    alice = fake.add_member(guild, "alice")
+    async with Database(url, max_size=2) as db:
+        await db.add_channel(guild.id, "rp", channel.id)
+        await db.set_rp_rate(guild.id, 10)
+        await db.create_character(guild.id, alice.id, "Luna")
+    client = XPBot(Database(url, max_size=3), env="prod", spool=tmp_path / "spool.jsonl")
+    async with run_client(client):
+        await fake.send_message(channel, alice, "a" * 10)
+        await asyncio.to_thread(server.stop)
+        for _ in range(5):
+            await fake.send_message(channel, alice, "b" * 10)
+        reply = await fake.slash(guild, channel, alice, "xp")
+        answer = (await reply.followup()) if reply.type == 5 else reply
+        assert "database is unavailable" in answer.content and answer.ephemeral
+        await asyncio.to_thread(server.start)
+        assert await client.queue.drain(timeout=30)
+        reply = await fake.slash(guild, channel, alice, "xp")
+        shown = (await reply.followup()).embeds[0]
+        assert {f["name"]: f["value"] for f in shown["fields"]}["XP"] == "6"
