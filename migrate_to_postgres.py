@@ -164,8 +164,9 @@ def channel_list(value: Any, key: str, notes: list[str]) -> list[int]:
     return list(dict.fromkeys(out))
 
 
-def plan_migration(document: Any) -> Plan:
-    """Everything the file says, fitted to the rules; what had to change is in `notes`."""
+def plan_migration(document: Any, progress: Any = None) -> Plan:
+    """Everything the file says, fitted to the rules; what had to change is in `notes`.
+    `progress`, if given, wraps the iteration over the file's entries (a progress bar)."""
     if not isinstance(document, dict):
         raise BadFile(f"the file must hold one JSON object (a guild), not a {type(document).__name__}")
     notes: list[str] = []
@@ -183,7 +184,8 @@ def plan_migration(document: Any) -> Plan:
             notes.append(f"{key}: ignored, the newer {newer} is in the file too")
 
     players: list[PlayerRow] = []
-    for key, entry in document.items():
+    entries = document.items()
+    for key, entry in (progress(entries, total=len(document)) if progress else entries):
         if key in KNOWN_TOP:
             continue
         if not key.isdigit():
@@ -280,6 +282,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def progress_bar(items: Any, total: int) -> Any:
+    from tqdm import tqdm
+    return tqdm(items, total=total, desc="Reading players", unit=" entries", file=sys.stdout,
+                mininterval=0.5)
+
+
 def say(text: str = "") -> None:
     print(text, flush=True)
 
@@ -292,10 +300,9 @@ def show_plan(plan: Plan, dry_run: bool) -> None:
                 say(f"  📦 Creating character: {character.name}")
             done = "would be migrated" if dry_run else "migrated"
             say(f"✅ User {player.user_id} {done} with {len(player.characters)} characters")
-    else:
-        from tqdm import tqdm
-        for _ in tqdm(plan.players, desc="Players", unit="player", file=sys.stdout, mininterval=0.5):
-            pass
+    else:  # the progress bar ran while the file was read
+        say(f"✅ {len(plan.players):,} users {'would be ' if dry_run else ''}migrated with "
+            f"{plan.character_count:,} characters")
 
 
 def show_summary(plan: Plan, guild_id: int) -> None:
@@ -332,7 +339,8 @@ async def run(args: argparse.Namespace) -> int:
     path = Path(args.file)
     try:
         document = json.loads(path.read_text(encoding="utf-8"))
-        plan = plan_migration(document)
+        large = isinstance(document, dict) and len(document) > PER_PLAYER_LINES
+        plan = plan_migration(document, progress_bar if large else None)
     except FileNotFoundError:
         say(f"❌ {path} does not exist. Give the path of the old bot's xp.json.")
         return 1

@@ -230,3 +230,13 @@ async def test_an_interrupted_run_leaves_nothing_behind(db, database_url, tmp_pa
         await db.pool.release(blocker)
     await asyncio.sleep(0.2)
     assert await snapshot(db) == before
+
+
+def test_a_large_file_shows_a_progress_bar_instead_of_a_line_per_player(tmp_path):
+    big = {str(10**17 + i): {"characters": {"A": {"xp": 1}}} for i in range(150)}
+    path = tmp_path / "xp.json"
+    path.write_text(json.dumps(big))
+    done = migrate(str(path), "--guild-id", str(G), "--dry-run")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "Reading players" in done.stdout and "👤 Migrating user" not in done.stdout
+    assert "150 users would be migrated with 150 characters" in done.stdout
