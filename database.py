@@ -906,6 +906,7 @@ class XPQueue:
         if not self.pending:
             self.spool.unlink(missing_ok=True)
             return 0
+        self.spool.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.spool.with_suffix(".tmp")
         with tmp.open("w", encoding="utf-8") as f:
             for kind, item in self.pending:

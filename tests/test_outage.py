@@ -165,7 +165,7 @@ async def test_pending_events_survive_a_shutdown_in_a_spool_file(own_server, tmp
     db = Database(own_server.url, max_size=2)
     await db.connect()
     await prepare(db)
-    spool = tmp_path / "pending.jsonl"
+    spool = tmp_path / "not-yet-created" / "pending.jsonl"
     pending = XPQueue(db, spool=spool, retry_delay=0.05)
     await asyncio.to_thread(own_server.stop)
     for i in range(4):
