@@ -375,3 +375,24 @@ async def test_level_ups_are_announced_once_without_pings(w):
     await w.run(w.mod, "xp_grant", {"character": f"#{luna.id}", "amount": 5000})
     await asyncio.sleep(0.3)
     assert len(w.fake.posts(w.rp)) == 1 and len(w.fake.posts(w.hf)) == 1
+
+
+async def test_a_message_delivered_twice_by_the_gateway_counts_once(w):
+    await w.db.add_channel(w.guild.id, "rp", w.rp.id)
+    await w.db.set_rp_rate(w.guild.id, 10)
+    await w.db.create_character(w.guild.id, w.alice.id, "Luna")
+    sent = await w.fake.send_message(w.rp, w.alice, "x" * 30)
+    await w.fake.send_message(w.rp, w.alice, "x" * 30, message_id=int(sent["id"]))
+    await wait_for(lambda: _is(w, w.alice, "Luna", 3), "3 XP from the first delivery")
+    await asyncio.sleep(0.3)
+    assert await xp_of(w, w.alice, "Luna") == 3
+
+
+async def test_xp_sync_in_prod_syncs_globally_only(fake_discord, db, database_url):
+    world = World(fake_discord, None, db)
+    async with run_client(XPBot(Database(database_url, max_size=3), env="prod")):
+        before = len(fake_discord.command_syncs)
+        reply = await world.run(world.mod, "xp_sync")
+        assert "global" in reply.content
+        assert fake_discord.command_syncs[before:] == [(None, fake_discord.command_syncs[-1][1])]
+        assert all(scope is None for scope, _ in fake_discord.command_syncs)

@@ -67,3 +67,14 @@ def test_int_rules_name_the_setting_and_the_range():
 def test_escaped_text_cannot_ping_or_format():
     shown = escape_text("@everyone **bold** <@123>")
     assert "@everyone" not in shown and "**" not in shown
+
+
+def test_hf_parsing_reads_title_description_and_fields_lower_cased():
+    from levels import parse_hf
+    assert parse_hf("Luna goes hunting", None, []) == ("Luna", False)
+    assert parse_hf("  Old Bram  goes foraging", "", [("Result", "TIME TO HARVEST")]) == ("Old Bram", True)
+    assert parse_hf("Luna goes hunting", "x", [("Time to gut and harvest", None)]) == ("Luna", True)
+    assert parse_hf("Luna GOES HUNTING", None, []) == ("Luna", False)
+    assert parse_hf("Weather", "sunny; nobody goes hunting", []) is None  # the title names no one
+    assert parse_hf("Luna went fishing", "time to harvest", []) is None
+    assert parse_hf(None, "Luna goes hunting", []) is None
