@@ -825,6 +825,23 @@ def register_commands(tree: app_commands.CommandTree) -> None:  # noqa: C901 - a
         await reply(interaction, f"HF XP: **{cfg.hf_attempt_xp:,}** per attempt, **+{cfg.hf_success_xp:,}** "
                                  f"on success, at most **{cfg.daily_hf_cap:,}** a day.")
 
+    @tree.command(name="xp_levelups", description="Staff: where level-ups are announced")
+    @app_commands.describe(where="Where to announce", channel="The channel, when announcing in a fixed one")
+    @app_commands.choices(where=[app_commands.Choice(name="where it happens", value="message"),
+                                 app_commands.Choice(name="in a fixed channel", value="channel"),
+                                 app_commands.Choice(name="nowhere (off)", value="off")])
+    @guild_only
+    @staff_command
+    async def xp_levelups(interaction: discord.Interaction, where: str,
+                          channel: discord.TextChannel | None = None):
+        await begin(interaction)
+        cfg = await interaction.client.db.set_levelup(guild_id_of(interaction), where,
+                                                      channel.id if channel else None,
+                                                      changed_by=interaction.user.id)
+        await reply(interaction, "Level-ups will be announced "
+                    + {"message": "in the channel where they happen.", "off": "nowhere.",
+                       "channel": f"in <#{cfg.levelup_channel}>."}[cfg.levelup_mode])
+
     @tree.command(name="xp_settings", description="Staff: a settings panel for rates, caps and channels")
     @guild_only
     @staff_command

@@ -396,3 +396,14 @@ async def test_xp_sync_in_prod_syncs_globally_only(fake_discord, db, database_ur
         assert "global" in reply.content
         assert fake_discord.command_syncs[before:] == [(None, fake_discord.command_syncs[-1][1])]
         assert all(scope is None for scope, _ in fake_discord.command_syncs)
+
+
+async def test_xp_levelups_chooses_where_announcements_go(w):
+    reply = await w.run(w.mod, "xp_levelups", {"where": "channel", "channel": w.hf})
+    assert f"<#{w.hf.id}>" in reply.content
+    cfg = await w.db.get_config(w.guild.id)
+    assert (cfg.levelup_mode, cfg.levelup_channel) == ("channel", w.hf.id)
+    await w.refused(w.mod, "xp_levelups", {"where": "channel"}, "Pick the channel")
+    await w.refused(w.mod, "xp_levelups", {"where": "loud"}, "`message`, `channel` or `off`")
+    await w.refused(w.alice, "xp_levelups", {"where": "off"}, "Manage Server")
+    assert "nowhere" in (await w.run(w.mod, "xp_levelups", {"where": "off"})).content
