@@ -25,10 +25,11 @@ import discord
 from discord import app_commands
 from discord.utils import escape_markdown
 
-import levels
-from database import (Award, Character, Database, DatabaseUnavailable, GuildConfig, LocalPostgres,
-                      RPMessage, XPQueue, is_unavailable)
-from levels import UserError
+import rules
+from database import Award, Character, Database, DatabaseUnavailable, GuildConfig, RPMessage, is_unavailable
+from local_postgres import LocalPostgres
+from xp_queue import XPQueue
+from rules import UserError
 
 log = logging.getLogger("xpbot")
 
@@ -278,7 +279,7 @@ class XPBot(discord.AutoShardedClient):
 
     async def _hunting_or_foraging(self, message: discord.Message, parent_id: int | None) -> None:
         embed = message.embeds[0]
-        parsed = levels.parse_hf(embed.title, embed.description,
+        parsed = rules.parse_hf(embed.title, embed.description,
                                  [(f.name, f.value) for f in embed.fields])
         if parsed is None:
             return
@@ -316,17 +317,17 @@ class XPBot(discord.AutoShardedClient):
 # -- what commands show --------------------------------------------------------------------------
 
 def character_embed(character: Character, owner: discord.abc.User | None = None) -> discord.Embed:
-    level = levels.level_for(character.xp)
+    level = rules.level_for(character.xp)
     embed = discord.Embed(title=shown(character.name), colour=COLOUR)
     embed.add_field(name="Level", value=str(level))
     embed.add_field(name="XP", value=f"{character.xp:,}")
-    step = levels.progress(character.xp)
+    step = rules.progress(character.xp)
     if step is None:
         embed.add_field(name="Progress", value="Maximum level reached", inline=False)
     else:
         done, span = step
         embed.add_field(name=f"Progress to level {level + 1}",
-                        value=f"`{levels.progress_bar(character.xp)}` {done:,}/{span:,}", inline=False)
+                        value=f"`{rules.progress_bar(character.xp)}` {done:,}/{span:,}", inline=False)
     if character.image_url:
         embed.set_thumbnail(url=character.image_url)
     footer = "Active character" if character.active else "Not active"
@@ -374,7 +375,7 @@ async def resolve_character(interaction: discord.Interaction, value: str, *, own
 def _choices(characters: list[Character], with_owner: bool, guild: discord.Guild | None):
     out = []
     for c in characters:
-        label = f"{c.name} · level {levels.level_for(c.xp)}"
+        label = f"{c.name} · level {rules.level_for(c.xp)}"
         if with_owner:
             member = guild.get_member(c.user_id) if guild else None
             label += f" · {member.display_name if member else f'player {c.user_id}'}"
@@ -405,7 +406,7 @@ async def timezones(interaction: discord.Interaction, current: str):
     if not typed:
         zones = POPULAR_ZONES
     else:
-        every = levels.all_timezones()
+        every = rules.all_timezones()
         zones = ([z for z in every if z.lower().startswith(typed)] +
                  [z for z in every if typed in z.lower() and not z.lower().startswith(typed)])
     return [app_commands.Choice(name=z, value=z) for z in zones[:25]]
@@ -474,7 +475,7 @@ async def leaderboard_page(interaction: discord.Interaction, page: int):
     page = min(page, pages - 1)
     if not characters and page > 0:
         characters, _ = await interaction.client.db.leaderboard(guild_id, page=page, per_page=PAGE_SIZE)
-    lines = [f"**{page * PAGE_SIZE + i + 1}.** {shown(c.name)} · level {levels.level_for(c.xp)} · "
+    lines = [f"**{page * PAGE_SIZE + i + 1}.** {shown(c.name)} · level {rules.level_for(c.xp)} · "
              f"{c.xp:,} XP · <@{c.user_id}>" for i, c in enumerate(characters)]
     embed = discord.Embed(title="Leaderboard", colour=COLOUR,
                           description="\n".join(lines) or "No characters yet: `/xp_create` makes one.")
@@ -500,10 +501,10 @@ class RPModal(discord.ui.Modal, title="RP XP settings"):
 
     async def on_submit(self, interaction: discord.Interaction) -> None:
         db: Database = interaction.client.db
-        rate = levels.clean_int(parse_number(self.rate.value, "Characters per XP"),
-                                "Characters per XP", 1, levels.SETTING_MAX)
-        cap = levels.clean_int(parse_number(self.cap.value, "The daily RP XP cap"),
-                               "The daily RP XP cap", 1, levels.SETTING_MAX)
+        rate = rules.clean_int(parse_number(self.rate.value, "Characters per XP"),
+                                "Characters per XP", 1, rules.SETTING_MAX)
+        cap = rules.clean_int(parse_number(self.cap.value, "The daily RP XP cap"),
+                               "The daily RP XP cap", 1, rules.SETTING_MAX)
         await db.set_rp_rate(interaction.guild_id, rate, changed_by=interaction.user.id)
         await db.set_rp_cap(interaction.guild_id, cap, changed_by=interaction.user.id)
         await show_panel(interaction, "RP settings saved.")
@@ -543,7 +544,7 @@ def parse_number(text: str, what: str) -> int:
         return int(text.strip().replace(",", "").replace("_", ""))
     except ValueError:
         raise UserError(f"{what} must be a whole number like 240; you typed "
-                        f"`{levels.escape_text(text.strip()[:20])}`.") from None
+                        f"`{rules.escape_text(text.strip()[:20])}`.") from None
 
 
 class SettingsButton(discord.ui.DynamicItem[discord.ui.Button], template=r"xp:set:(?P<what>rp|hf|lvl)"):
@@ -672,7 +673,7 @@ def register_commands(tree: app_commands.CommandTree) -> None:  # noqa: C901 - a
         characters = await interaction.client.db.list_characters(guild_id_of(interaction), interaction.user.id)
         if not characters:
             raise UserError("You have no characters here yet. Create one with `/xp_create`.")
-        lines = [f"{'⭐' if c.active else '•'} **{shown(c.name)}** · level {levels.level_for(c.xp)} · {c.xp:,} XP"
+        lines = [f"{'⭐' if c.active else '•'} **{shown(c.name)}** · level {rules.level_for(c.xp)} · {c.xp:,} XP"
                  for c in characters]
         embed = discord.Embed(title="Your characters", colour=COLOUR, description="\n".join(lines)[:4000])
         embed.set_footer(text="⭐ = active: it earns XP from your RP messages")
@@ -739,7 +740,7 @@ def register_commands(tree: app_commands.CommandTree) -> None:  # noqa: C901 - a
         grants = await interaction.client.db.grant_history(guild_id_of(interaction), found.id)
         lines = [f"<t:{int(g['created_at'].timestamp())}:d> **{g['amount']:+,}** by <@{g['granted_by']}>"
                  f" ({g['xp_before']:,} → {g['xp_after']:,})"
-                 + (f": {levels.escape_text(g['reason'])}" if g["reason"] else "") for g in grants]
+                 + (f": {rules.escape_text(g['reason'])}" if g["reason"] else "") for g in grants]
         embed = discord.Embed(title=f"Grants to {shown(found.name)}", colour=COLOUR,
                               description="\n".join(lines)[:4000] or "No grants yet.")
         await reply(interaction, embed=embed)
@@ -753,7 +754,7 @@ def register_commands(tree: app_commands.CommandTree) -> None:  # noqa: C901 - a
     @guild_only
     @staff_command
     async def xp_grant(interaction: discord.Interaction, character: str,
-                       amount: app_commands.Range[int, -levels.GRANT_MAX, levels.GRANT_MAX],
+                       amount: app_commands.Range[int, -rules.GRANT_MAX, rules.GRANT_MAX],
                        reason: app_commands.Range[str, 0, 500] | None = None):
         await begin(interaction)
         found = await resolve_character(interaction, character, own=False)
@@ -793,7 +794,7 @@ def register_commands(tree: app_commands.CommandTree) -> None:  # noqa: C901 - a
     @app_commands.describe(amount="At least 1")
     @guild_only
     @staff_command
-    async def xp_set_cap(interaction: discord.Interaction, amount: app_commands.Range[int, 1, levels.SETTING_MAX]):
+    async def xp_set_cap(interaction: discord.Interaction, amount: app_commands.Range[int, 1, rules.SETTING_MAX]):
         await begin(interaction)
         cfg = await interaction.client.db.set_rp_cap(guild_id_of(interaction), amount, changed_by=interaction.user.id)
         await reply(interaction, f"Daily RP XP cap set to **{cfg.daily_rp_cap:,}**.")
@@ -803,7 +804,7 @@ def register_commands(tree: app_commands.CommandTree) -> None:  # noqa: C901 - a
     @guild_only
     @staff_command
     async def xp_set_rate(interaction: discord.Interaction,
-                          characters: app_commands.Range[int, 1, levels.SETTING_MAX]):
+                          characters: app_commands.Range[int, 1, rules.SETTING_MAX]):
         await begin(interaction)
         cfg = await interaction.client.db.set_rp_rate(guild_id_of(interaction), characters,
                                                       changed_by=interaction.user.id)
@@ -815,9 +816,9 @@ def register_commands(tree: app_commands.CommandTree) -> None:  # noqa: C901 - a
     @guild_only
     @staff_command
     async def xp_config_hf(interaction: discord.Interaction,
-                           attempt_xp: app_commands.Range[int, 0, levels.SETTING_MAX] | None = None,
-                           success_xp: app_commands.Range[int, 0, levels.SETTING_MAX] | None = None,
-                           daily_cap: app_commands.Range[int, 1, levels.SETTING_MAX] | None = None):
+                           attempt_xp: app_commands.Range[int, 0, rules.SETTING_MAX] | None = None,
+                           success_xp: app_commands.Range[int, 0, rules.SETTING_MAX] | None = None,
+                           daily_cap: app_commands.Range[int, 1, rules.SETTING_MAX] | None = None):
         await begin(interaction)
         cfg = await interaction.client.db.set_hf(guild_id_of(interaction), attempt_xp=attempt_xp,
                                                  success_xp=success_xp, daily_cap=daily_cap,

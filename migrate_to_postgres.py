@@ -41,14 +41,14 @@ from typing import Any
 
 import asyncpg
 
-import levels
+import rules
 from database import Database, is_unavailable
 
 OLD_DEFAULTS = {"char_per_rp": 240, "daily_rp_cap": 5, "hf_attempt_xp": 1, "hf_success_xp": 5,
                 "daily_hf_cap": 5}
-SETTING_RANGES = {"char_per_rp": (1, levels.SETTING_MAX), "daily_rp_cap": (1, levels.SETTING_MAX),
-                  "hf_attempt_xp": (0, levels.SETTING_MAX), "hf_success_xp": (0, levels.SETTING_MAX),
-                  "daily_hf_cap": (1, levels.SETTING_MAX)}
+SETTING_RANGES = {"char_per_rp": (1, rules.SETTING_MAX), "daily_rp_cap": (1, rules.SETTING_MAX),
+                  "hf_attempt_xp": (0, rules.SETTING_MAX), "hf_success_xp": (0, rules.SETTING_MAX),
+                  "daily_hf_cap": (1, rules.SETTING_MAX)}
 OLDER_KEYS = {"rp_channels": "xp_channels", "char_per_rp": "char_per_xp", "daily_rp_cap": "daily_xp_cap"}
 SETTING_KEYS = ("rp_channels", "hf_channels", *OLD_DEFAULTS)
 KNOWN_TOP = set(SETTING_KEYS) | set(OLDER_KEYS.values())
@@ -129,10 +129,10 @@ def whole_number(value: Any, where: str, notes: list[str], *, low: int = 0, high
 
 def clean_character_name(raw: str) -> str:
     """Line breaks and control characters become spaces; runs of spaces become one."""
-    if raw.isprintable() and raw == raw.strip() and 0 < len(raw) <= levels.NAME_MAX and "  " not in raw:
+    if raw.isprintable() and raw == raw.strip() and 0 < len(raw) <= rules.NAME_MAX and "  " not in raw:
         return raw  # the usual case, without looking at every character
     name = "".join(" " if unicodedata.category(ch) in ("Cc", "Cs", "Zl", "Zp") else ch for ch in raw)
-    return re.sub(r" {2,}", " ", name).strip()[:levels.NAME_MAX].strip() or "Unnamed"
+    return re.sub(r" {2,}", " ", name).strip()[:rules.NAME_MAX].strip() or "Unnamed"
 
 
 def unique_name(name: str, taken: set[str]) -> str:
@@ -141,7 +141,7 @@ def unique_name(name: str, taken: set[str]) -> str:
     n = 2
     while True:
         suffix = f" ({n})"
-        candidate = name[:levels.NAME_MAX - len(suffix)].rstrip() + suffix
+        candidate = name[:rules.NAME_MAX - len(suffix)].rstrip() + suffix
         if candidate.casefold() not in taken and candidate.lower() not in taken:
             return candidate
         n += 1
@@ -216,8 +216,8 @@ def plan_player(user_id: int, entry: Any, notes: list[str]) -> PlayerRow:
     zone = entry.get("timezone")
     if zone not in (None, ""):
         try:
-            player.timezone = levels.clean_timezone(zone)
-        except levels.UserError:
+            player.timezone = rules.clean_timezone(zone)
+        except rules.UserError:
             notes.append(f"{where}: time zone {json.dumps(zone)[:40]} is not valid, set to UTC")
     reset = entry.get("last_xp_reset")
     if reset not in (None, ""):
@@ -242,13 +242,13 @@ def plan_player(user_id: int, entry: Any, notes: list[str]) -> PlayerRow:
         renamed[raw_name] = name
         image = data.get("image_url")
         try:
-            image = levels.clean_image_url(image)
-        except levels.UserError:
+            image = rules.clean_image_url(image)
+        except rules.UserError:
             notes.append(f"{cwhere}: image_url {json.dumps(image)[:60]} is not an http(s) link, dropped")
             image = None
         player.characters.append(CharacterRow(
             name=name,
-            xp=whole_number(data.get("xp"), f"{cwhere} xp", notes, high=levels.XP_MAX, missing_ok=False),
+            xp=whole_number(data.get("xp"), f"{cwhere} xp", notes, high=rules.XP_MAX, missing_ok=False),
             daily_xp=whole_number(data.get("daily_xp"), f"{cwhere} daily_xp", notes, high=COUNTER_MAX),
             daily_hf=whole_number(data.get("daily_hf"), f"{cwhere} daily_hf", notes, high=COUNTER_MAX),
             char_buffer=whole_number(data.get("char_buffer"), f"{cwhere} char_buffer", notes, high=COUNTER_MAX),

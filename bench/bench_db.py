@@ -17,7 +17,8 @@ import time
 
 from common import RPModel, drop_database, fresh_database, pgbench_tps, postgres_server, print_table
 
-from database import Database, RPMessage, XPQueue
+from database import Database, RPMessage
+from xp_queue import XPQueue
 
 GUILD, CHANNEL, RATE, CAP = 1, 10, 50, 1_000_000
 

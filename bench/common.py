@@ -17,7 +17,7 @@ sys.path.insert(0, str(ROOT))
 
 import asyncpg  # noqa: E402
 
-from database import LocalPostgres, find_postgres_bin  # noqa: E402
+from local_postgres import LocalPostgres, find_postgres_bin  # noqa: E402
 
 
 @contextlib.contextmanager

@@ -19,7 +19,8 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from database import Database, LocalPostgres  # noqa: E402
+from database import Database  # noqa: E402
+from local_postgres import LocalPostgres  # noqa: E402
 
 TABLES = "config, users, characters, xp_grants, processed_messages, settings_log"
 

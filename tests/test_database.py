@@ -8,7 +8,7 @@ import asyncpg
 import pytest
 
 from database import AmbiguousName, CharacterNotFound, Database, DuplicateName, GuildConfig
-from levels import UserError
+from rules import UserError
 
 G, G2 = 1001, 1002            # guilds
 RP, HF, OTHER = 11, 22, 33    # channels

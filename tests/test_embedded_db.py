@@ -17,7 +17,8 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from database import Database, LocalPostgres
+from database import Database
+from local_postgres import LocalPostgres
 
 ROOT = Path(__file__).resolve().parent.parent
 BOT = ROOT / "bot.py"
@@ -155,7 +156,7 @@ def test_check_with_database_url_starts_no_embedded_server(data_root, database_u
     assert not data_dir.exists()
 
 
-START_EMBEDDED = "from database import LocalPostgres; print(LocalPostgres('.xpbot-pgdata').start())"
+START_EMBEDDED = "from local_postgres import LocalPostgres; print(LocalPostgres('.xpbot-pgdata').start())"
 
 
 @needs_bot_check

@@ -10,7 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from database import Database, DatabaseUnavailable, LocalPostgres, RPMessage, XPQueue, is_unavailable
+from database import Database, DatabaseUnavailable, RPMessage, is_unavailable
+from local_postgres import LocalPostgres
+from xp_queue import XPQueue
 
 G, RP = 8001, 81
 RATE = 10

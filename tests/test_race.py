@@ -9,7 +9,8 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from database import Database, RPMessage, XPQueue
+from database import Database, RPMessage
+from xp_queue import XPQueue
 
 G, G_SEQ = 7001, 7002
 RP, HF = 71, 72

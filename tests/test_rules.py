@@ -1,7 +1,7 @@
 """Levels (SPEC "Levels") and the pure input rules."""
 import pytest
 
-from levels import (LEVEL_THRESHOLDS, UserError, clean_image_url, clean_int, clean_name,
+from rules import (LEVEL_THRESHOLDS, UserError, clean_image_url, clean_int, clean_name,
                     clean_timezone, escape_text, level_for, progress, progress_bar)
 
 
@@ -70,7 +70,7 @@ def test_escaped_text_cannot_ping_or_format():
 
 
 def test_hf_parsing_reads_title_description_and_fields_lower_cased():
-    from levels import parse_hf
+    from rules import parse_hf
     assert parse_hf("Luna goes hunting", None, []) == ("Luna", False)
     assert parse_hf("  Old Bram  goes foraging", "", [("Result", "TIME TO HARVEST")]) == ("Old Bram", True)
     assert parse_hf("Luna goes hunting", "x", [("Time to gut and harvest", None)]) == ("Luna", True)
