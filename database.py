@@ -1,37 +1,34 @@
-"""The data layer: one asyncpg pool, `schema.sql` at start-up, every query the bot makes.
+"""The data layer: one asyncpg pool, `schema.sql` at start-up, one method per query.
 
 Every XP change is one round trip: a single statement, or one of the PL/pgSQL
 functions in schema.sql that locks the player's row. Python never reads a value,
-changes it and writes it back.
+changes it and writes it back. Errors raised here are plain words (no Discord
+formatting): the bot decides how to show them.
 """
 from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import difflib
 import json
 import logging
 import os
-import time
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 import asyncpg
 
-from rules import (GRANT_MAX, SETTING_MAX, UserError, clean_image_url, clean_int, clean_name,
-                    clean_reason, clean_timezone, escape_text, level_for, searchable)
+from rules import (AUTOCOMPLETE_LIMIT, CHANNEL_KINDS, CHANNELS_MAX, DEFAULT_LEVELUP_MODE, DEFAULTS,
+                   GRANT_MAX, LEVELUP_MODES, UserError, clean_image_url, clean_int, clean_name,
+                   NAME_MAX, clean_reason, clean_setting, clean_timezone, close_match_lengths,
+                   close_matches, level_for, searchable)
 
 log = logging.getLogger("xpbot.database")
 
+DEFAULT_POOL_SIZE = 10
+
 SCHEMA_PATH = Path(__file__).with_name("schema.sql")
 SCHEMA_LOCK = 0x5850_424F_54  # "XPBOT": serialises schema application across processes
-DEFAULTS = {"char_per_rp": 240, "daily_rp_cap": 10, "hf_attempt_xp": 1, "hf_success_xp": 5,
-            "daily_hf_cap": 10}
-CHANNEL_KINDS = {"rp": "rp_channels", "hf": "hf_channels"}
-LEVELUP_MODES = ("message", "channel", "off")
-CONFIG_TTL = 60.0  # seconds a cached tracked-channel set may live without a NOTIFY
-AUTOCOMPLETE_LIMIT = 25  # Discord shows at most 25 choices
 
 
 class DatabaseUnavailable(UserError):
@@ -52,15 +49,27 @@ def is_unavailable(exc: BaseException) -> bool:
 
 
 class CharacterNotFound(UserError):
-    pass
+    """No character answers to `query` (None: the one asked for by id) among the owner's
+    characters (`own`) or the guild's."""
+
+    def __init__(self, query: str | None = None, *, own: bool = True):
+        self.query, self.own = query, own
+        whose = "your characters" if own else "this server's characters"
+        super().__init__(f'No character called "{query}" among {whose}.' if query is not None
+                         else f"That character is not among {whose} (it may have been deleted).")
 
 
 class DuplicateName(UserError):
-    pass
+    def __init__(self, name: str):
+        self.name = name
+        super().__init__(f'You already have a character called "{name}" (names ignore letter case). '
+                         "Pick another name.")
 
 
 class AmbiguousName(UserError):
-    pass
+    def __init__(self, query: str, candidates: list["Character"]):
+        self.query, self.candidates = query, candidates
+        super().__init__(f'"{query}" could mean any of {len(candidates)} characters. Pick one from the list.')
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,7 +82,7 @@ class GuildConfig:
     hf_attempt_xp: int = DEFAULTS["hf_attempt_xp"]
     hf_success_xp: int = DEFAULTS["hf_success_xp"]
     daily_hf_cap: int = DEFAULTS["daily_hf_cap"]
-    levelup_mode: str = "message"
+    levelup_mode: str = DEFAULT_LEVELUP_MODE
     levelup_channel: int | None = None
 
     @classmethod
@@ -113,6 +122,17 @@ class RPMessage:
     parent_id: int | None
     user_id: int
     length: int
+    message_id: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class HFResult:
+    """One hunting/foraging result to award HF XP for (see award_hf)."""
+    guild_id: int
+    channel_ids: tuple[int, ...]  # the channel and, in a thread, its parent
+    name: str                     # the character it names
+    mentions: tuple[int, ...]     # users it mentions: they pick among same-named characters
+    success: bool
     message_id: int | None = None
 
 
@@ -163,16 +183,12 @@ class Database:
         if not dsn:
             raise RuntimeError("DATABASE_URL environment variable not set")
         self.dsn = dsn
-        max_size = max_size or int(os.environ.get("DATABASE_POOL_SIZE", "10"))
+        max_size = max_size or DEFAULT_POOL_SIZE
         self.pool_options = {"min_size": min(min_size or 1, max_size), "max_size": max_size,
                              "timeout": 10, "command_timeout": 30, **pool_options}
         self.pool: asyncpg.Pool | None = None
-        self._tracked: dict[int, tuple[float, frozenset[int], frozenset[int]]] = {}
-        self._loading: dict[int, asyncio.Future] = {}
-        self._generation: dict[int, int] = {}  # bumped on every change: a read in flight is stale
-        self._listener: asyncpg.Connection | None = None
-        self._listening = False
-        self._relisten: asyncio.Task | None = None
+        # Called with the guild id after this process changed that guild's config.
+        self.config_changed: list[Callable[[int], None]] = []
 
     # -- lifecycle -------------------------------------------------------
 
@@ -183,7 +199,6 @@ class Database:
             log.info("✅ Database connected")
             await self.apply_schema()
             log.info("✅ Database schema initialized")
-            await self._listen()
         return self
 
     async def apply_schema(self) -> None:
@@ -195,12 +210,6 @@ class Database:
     async def close(self) -> None:
         if self.pool is not None:
             pool, self.pool = self.pool, None
-            if self._relisten is not None:
-                self._relisten.cancel()
-            if self._listener is not None:
-                listener, self._listener, self._listening = self._listener, None, False
-                listener.remove_termination_listener(self._on_listener_lost)
-                await listener.close()
             await pool.close()
 
     async def __aenter__(self) -> "Database":
@@ -232,8 +241,12 @@ class Database:
                            AND (SELECT j FROM before) -> k IS DISTINCT FROM to_jsonb(upd) -> k)
                 SELECT upd.*, (SELECT j FROM before) AS before FROM upd""",
             guild_id, changed_by, columns, *args)
-        self.forget_config(guild_id)
+        self._config_changed(guild_id)
         return GuildConfig.from_row(row), row["before"] or {}
+
+    def _config_changed(self, guild_id: int) -> None:
+        for callback in self.config_changed:
+            callback(guild_id)
 
     async def _set_config(self, guild_id: int, values: dict[str, Any],
                           changed_by: int | None) -> GuildConfig:
@@ -251,24 +264,19 @@ class Database:
 
     async def set_rp_rate(self, guild_id: int, characters: int, *,
                           changed_by: int | None = None) -> GuildConfig:
-        return await self._set_config(guild_id, {"char_per_rp": clean_int(
-            characters, "Characters per XP", 1, SETTING_MAX)}, changed_by)
+        return await self._set_config(guild_id, {"char_per_rp": clean_setting("char_per_rp", characters)},
+                                      changed_by)
 
     async def set_rp_cap(self, guild_id: int, amount: int, *,
                          changed_by: int | None = None) -> GuildConfig:
-        return await self._set_config(guild_id, {"daily_rp_cap": clean_int(
-            amount, "The daily RP XP cap", 1, SETTING_MAX)}, changed_by)
+        return await self._set_config(guild_id, {"daily_rp_cap": clean_setting("daily_rp_cap", amount)},
+                                      changed_by)
 
     async def set_hf(self, guild_id: int, *, attempt_xp: int | None = None,
                      success_xp: int | None = None, daily_cap: int | None = None,
                      changed_by: int | None = None) -> GuildConfig:
-        values = {}
-        if attempt_xp is not None:
-            values["hf_attempt_xp"] = clean_int(attempt_xp, "XP per HF attempt", 0, SETTING_MAX)
-        if success_xp is not None:
-            values["hf_success_xp"] = clean_int(success_xp, "Extra XP per HF success", 0, SETTING_MAX)
-        if daily_cap is not None:
-            values["daily_hf_cap"] = clean_int(daily_cap, "The daily HF XP cap", 1, SETTING_MAX)
+        given = {"hf_attempt_xp": attempt_xp, "hf_success_xp": success_xp, "daily_hf_cap": daily_cap}
+        values = {key: clean_setting(key, value) for key, value in given.items() if value is not None}
         if not values:
             raise UserError("Give at least one of attempt_xp, success_xp or daily_cap.")
         return await self._set_config(guild_id, values, changed_by)
@@ -277,7 +285,7 @@ class Database:
                           changed_by: int | None = None) -> GuildConfig:
         """Where level-ups are announced: 'message' (where it happened), 'channel' (a fixed one) or 'off'."""
         if mode not in LEVELUP_MODES:
-            raise UserError("Level-up announcements are `message`, `channel` or `off`.")
+            raise UserError(f"Level-up announcements are one of: {', '.join(LEVELUP_MODES)}.")
         if mode == "channel" and channel_id is None:
             raise UserError("Pick the channel level-ups should be announced in.")
         return await self._set_config(guild_id, {"levelup_mode": mode, "levelup_channel":
@@ -312,8 +320,8 @@ class Database:
         """Make `channel_ids` exactly the channels tracked for `kind` (the settings panel's select)."""
         col = CHANNEL_KINDS[kind]
         ids = list(dict.fromkeys(int(c) for c in channel_ids))
-        if len(ids) > 100:
-            raise UserError("Track at most 100 channels of each kind.")
+        if len(ids) > CHANNELS_MAX:
+            raise UserError(f"Track at most {CHANNELS_MAX} channels of each kind.")
         cfg, _ = await self._change_config(
             guild_id, changed_by, [col],
             f"""INSERT INTO config AS cfg (guild_id, {col}) VALUES ($1, $4::bigint[])
@@ -324,67 +332,6 @@ class Database:
         return await self.pool.fetch(
             """SELECT changed_by, setting, old_value, new_value, created_at FROM settings_log
                WHERE guild_id = $1 ORDER BY created_at DESC, id DESC LIMIT $2""", guild_id, limit)
-
-    # -- tracked channels, cached across messages --------------------------
-    # The XP functions check tracking themselves; this cache only spares a round trip
-    # for messages in untracked channels. Every process LISTENs for config changes,
-    # and entries also expire after CONFIG_TTL in case a notification is missed.
-
-    async def tracked_channels(self, guild_id: int) -> tuple[frozenset[int], frozenset[int]]:
-        """(RP channel ids, HF channel ids) of the guild."""
-        entry = self._tracked.get(guild_id)
-        if entry is not None and entry[0] > time.monotonic() and self._listening:
-            return entry[1], entry[2]
-        loading = self._loading.get(guild_id)
-        if loading is None:  # one read per guild, however many messages wait for it
-            loading = asyncio.ensure_future(self._load_tracked(guild_id))
-            self._loading[guild_id] = loading
-            loading.add_done_callback(
-                lambda done: self._loading.get(guild_id) is done and self._loading.pop(guild_id))
-        return await asyncio.shield(loading)
-
-    async def _load_tracked(self, guild_id: int) -> tuple[frozenset[int], frozenset[int]]:
-        generation = self._generation.get(guild_id, 0)
-        cfg = await self.get_config(guild_id)
-        value = (frozenset(cfg.rp_channels), frozenset(cfg.hf_channels))
-        if self._generation.get(guild_id, 0) == generation:  # not changed while we read
-            self._tracked[guild_id] = (time.monotonic() + CONFIG_TTL, *value)
-        return value
-
-    def forget_config(self, guild_id: int) -> None:
-        self._generation[guild_id] = self._generation.get(guild_id, 0) + 1
-        self._tracked.pop(guild_id, None)
-        self._loading.pop(guild_id, None)
-
-    async def _listen(self) -> None:
-        """A dedicated connection (not from the pool) that hears config changes."""
-        try:
-            con = await asyncpg.connect(self.dsn)
-            await con.add_listener("xpbot_config", self._on_config_notify)
-            con.add_termination_listener(self._on_listener_lost)
-        except (OSError, asyncpg.PostgresError) as e:
-            log.warning("Config change listener unavailable (%s); caching disabled", type(e).__name__)
-            return
-        self._listener, self._listening = con, True
-        self._tracked.clear()  # anything cached before now may have missed a notification
-
-    def _on_config_notify(self, _con: object, _pid: int, _channel: str, payload: str) -> None:
-        self.forget_config(int(payload))
-
-    def _on_listener_lost(self, _con: object) -> None:
-        self._listening, self._listener = False, None
-        self._tracked.clear()
-        if self.pool is not None:
-            log.warning("Config change listener lost; reconnecting")
-            self._relisten = asyncio.get_running_loop().create_task(self._relisten_loop())
-
-    async def _relisten_loop(self) -> None:
-        delay = 0.5
-        while self.pool is not None and not self._listening:
-            await self._listen()
-            if not self._listening:
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 30.0)
 
     # -- players -----------------------------------------------------------
 
@@ -398,7 +345,7 @@ class Database:
                    ON CONFLICT (guild_id, user_id) DO UPDATE SET timezone = EXCLUDED.timezone""",
                 guild_id, user_id, zone)
         except asyncpg.InvalidParameterValueError:
-            raise UserError(f"The database doesn't know the time zone `{zone}`; pick another "
+            raise UserError(f'The database doesn\'t know the time zone "{zone}"; pick another '
                             "one from the list (e.g. a nearby city).") from None
         return zone
 
@@ -424,8 +371,7 @@ class Database:
                     """INSERT INTO characters (guild_id, user_id, name, image_url)
                        VALUES ($1, $2, $3, $4) RETURNING *""", guild_id, user_id, name, image_url)
             except asyncpg.UniqueViolationError:
-                raise DuplicateName(f"You already have a character called **{escape_text(name)}** "
-                                    "(names ignore letter case). Pick another name.") from None
+                raise DuplicateName(name) from None
             await con.execute(
                 "UPDATE users SET active_character_id = $3 WHERE guild_id = $1 AND user_id = $2",
                 guild_id, user_id, row["id"])
@@ -457,39 +403,38 @@ class Database:
         """
         text = searchable(query).strip()
         if not text:
-            raise CharacterNotFound("Give the name of a character (start typing to see the choices).")
-        scope = "AND c.user_id = $3" if owner_id is not None else ""
-        args = (guild_id, text) + ((owner_id,) if owner_id is not None else ())
+            raise UserError("Give the name of a character (start typing to see the choices).")
         rows = await self.pool.fetch(
-            f"SELECT {_CHARACTER_COLUMNS} FROM {_CHARACTER_FROM} "
-            f"WHERE c.guild_id = $1 AND lower(c.name) = lower($2) {scope} ORDER BY c.id", *args)
-        if not rows and len(text) <= 100:
+            f"""SELECT {_CHARACTER_COLUMNS} FROM {_CHARACTER_FROM}
+                WHERE c.guild_id = $1 AND lower(c.name) = lower($2)
+                  AND ($3::bigint IS NULL OR c.user_id = $3) ORDER BY c.id""", guild_id, text, owner_id)
+        if not rows and len(text) <= NAME_MAX:
             rows = await self._close_matches(guild_id, text, owner_id)
         if len(rows) == 1:
             return Character.from_row(rows[0])
-        whose = "your characters" if owner_id is not None else "this server's characters"
-        shown = escape_text(text[:100])
         if not rows:
-            raise CharacterNotFound(f"No character called **{shown}** among {whose}. "
-                                    "Check the spelling or pick one from the list.")
-        names = ", ".join(f"**{escape_text(r['name'])}** (<@{r['user_id']}>)" for r in rows[:5])
-        raise AmbiguousName(f"**{shown}** could mean {names}. Pick one from the list.")
+            raise CharacterNotFound(text[:NAME_MAX], own=owner_id is not None)
+        raise AmbiguousName(text[:NAME_MAX], [Character.from_row(r) for r in rows[:5]])
 
-    async def _close_matches(self, guild_id: int, text: str, owner_id: int | None) -> list:
-        scope = "AND c.user_id = $2" if owner_id is not None else ""
-        args = (guild_id,) + ((owner_id,) if owner_id is not None else ())
-        rows = await self.pool.fetch(
-            f"SELECT {_CHARACTER_COLUMNS} FROM {_CHARACTER_FROM} WHERE c.guild_id = $1 {scope}", *args)
+    async def _close_matches(self, guild_id: int, text: str, owner_id: int | None) -> list[asyncpg.Record]:
+        """The characters whose name `text` is a close misspelling of (rules.close_matches)."""
+        low, high = close_match_lengths(len(text.casefold()))
+        rows = await self.pool.fetch(  # casefold() may triple a name's length: hence low // 3
+            f"""SELECT {_CHARACTER_COLUMNS} FROM {_CHARACTER_FROM}
+                WHERE c.guild_id = $1 AND ($2::bigint IS NULL OR c.user_id = $2)
+                  AND char_length(c.name) BETWEEN $3 AND $4""", guild_id, owner_id, low // 3, high)
         by_key: dict[str, list] = {}
         for r in rows:
             by_key.setdefault(r["name"].casefold(), []).append(r)
-        close = difflib.get_close_matches(text.casefold(), by_key, n=2, cutoff=0.8)
-        return by_key[close[0]] if len(close) == 1 else [r for k in close for r in by_key[k]]
+        names = list(by_key)
+        close = (await asyncio.to_thread(close_matches, text, names) if len(names) > 500
+                 else close_matches(text, names))
+        return [r for key in close for r in by_key[key]]
 
     async def character_choices(self, guild_id: int, query: str, owner_id: int | None = None,
-                                limit: int = AUTOCOMPLETE_LIMIT) -> list[Character]:
+                                 limit: int = AUTOCOMPLETE_LIMIT) -> list[Character]:
         """Autocomplete: names starting with, then containing, what was typed."""
-        typed = searchable(query).strip().lower()[:100]
+        typed = searchable(query).strip().lower()[:NAME_MAX]
         scope = "AND c.user_id = $5" if owner_id is not None else ""
         args = (guild_id, _like_escape(typed), typed, limit)
         args += (owner_id,) if owner_id is not None else ()
@@ -507,7 +452,7 @@ class Database:
                  AND c.id = $3 AND c.guild_id = u.guild_id AND c.user_id = u.user_id
                RETURNING c.*, true AS active""", guild_id, user_id, character_id)
         if row is None:
-            raise CharacterNotFound("That character isn't one of yours. Use /xp_list to see yours.")
+            raise CharacterNotFound()
         return Character.from_row(row)
 
     async def delete_character(self, guild_id: int, user_id: int,
@@ -521,7 +466,7 @@ class Database:
                 "DELETE FROM characters WHERE guild_id = $1 AND user_id = $2 AND id = $3 RETURNING *",
                 guild_id, user_id, character_id)
             if row is None:
-                raise CharacterNotFound("That character isn't one of yours (or was already deleted).")
+                raise CharacterNotFound()
             if active_id == character_id:
                 new_active = await con.fetchrow(
                     """UPDATE users u SET active_character_id = c.id
@@ -540,7 +485,7 @@ class Database:
 
     async def award_rp(self, guild_id: int, channel_ids: Sequence[int], user_id: int, length: int,
                        *, message_id: int | None = None, now: dt.datetime | None = None) -> Award:
-        """RP XP for one message of `length` code points (SPEC "RP XP"), in one round trip."""
+        """RP XP for one message of `length` code points (docs/rules.md, "RP XP"), in one round trip."""
         row = await self.pool.fetchrow(
             "SELECT * FROM xp_award_rp($1, $2, $3, $4, $5, $6)",
             guild_id, list(channel_ids), user_id, length, now, message_id)
@@ -568,7 +513,7 @@ class Database:
     async def award_hf(self, guild_id: int, channel_ids: Sequence[int], name: str,
                        mentions: Iterable[int], success: bool, *, message_id: int | None = None,
                        now: dt.datetime | None = None) -> Award:
-        """HF XP for one hunting/foraging result naming a character (SPEC "HF XP")."""
+        """HF XP for one hunting/foraging result naming a character (docs/rules.md, "HF XP")."""
         row = await self.pool.fetchrow(
             "SELECT * FROM xp_award_hf($1, $2, $3, $4, $5, $6, $7)",
             guild_id, list(channel_ids), name, list(mentions), success, now, message_id)
@@ -584,7 +529,7 @@ class Database:
         reason = clean_reason(reason)
         row = await self.pool.fetchrow(
             """WITH old AS (SELECT id, xp FROM characters WHERE guild_id = $1 AND id = $2 FOR UPDATE),
-                    upd AS (UPDATE characters c SET xp = LEAST(GREATEST(c.xp + $3, 0), 1000000000000)
+                    upd AS (UPDATE characters c SET xp = LEAST(GREATEST(c.xp + $3, 0), xp_max())
                             FROM old WHERE c.id = old.id
                             RETURNING c.id, c.name, c.user_id, old.xp AS xp_before, c.xp AS xp_after),
                     logged AS (INSERT INTO xp_grants (guild_id, character_id, granted_by, amount,
@@ -592,7 +537,7 @@ class Database:
                                SELECT $1, id, $4, $3, xp_before, xp_after, $5 FROM upd)
                SELECT * FROM upd""", guild_id, character_id, amount, granted_by, reason)
         if row is None:
-            raise CharacterNotFound("That character no longer exists in this server.")
+            raise CharacterNotFound(own=False)
         return Award("awarded", row["id"], row["name"], row["user_id"],
                      row["xp_after"] - row["xp_before"], row["xp_before"], row["xp_after"])
 
@@ -626,27 +571,26 @@ class Database:
 
 
 
-    # -- migration: bulk import / export (migrate_to_postgres.py, /xp_export) ------------
+    # -- bulk import and export (the xp.json format lives in migrate_to_postgres.py) ----------
 
-    async def import_guild(self, guild_id: int, plan: Any) -> None:
-        """Make the guild's settings and the plan's players equal to the plan, in one
-        transaction, by COPY into temporary tables and set-based upserts."""
-        users = [(p.user_id, p.timezone, p.last_xp_reset, p.active) for p in plan.players]
-        characters = [(p.user_id, i, c.name, c.xp, c.daily_xp, c.daily_hf, c.char_buffer, c.image_url)
-                      for p in plan.players for i, c in enumerate(p.characters)]
-        s = plan.settings
+    async def import_guild(self, guild_id: int, settings: dict[str, Any], users: list[tuple],
+                           characters: list[tuple]) -> None:
+        """Make the guild's settings and these players equal to what is given, in one
+        transaction, by COPY into temporary tables and set-based upserts.
+
+        `settings`: config columns to set (the rest keep their values); `users`: (user_id, timezone,
+        last_xp_reset, active character's name); `characters`: (user_id, order, name, xp,
+        daily_xp, daily_hf, char_buffer, image_url).
+        """
+        columns = list(settings)  # names from the caller's constants only; values are parameters
+        assert set(columns) <= {*CHANNEL_KINDS.values(), *DEFAULTS, "levelup_mode", "levelup_channel"}
         async with self.pool.acquire() as con, con.transaction():
             await con.execute(
-                """INSERT INTO config AS cfg (guild_id, rp_channels, hf_channels, char_per_rp, daily_rp_cap,
-                                              hf_attempt_xp, hf_success_xp, daily_hf_cap)
-                   VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
-                   ON CONFLICT (guild_id) DO UPDATE SET
-                       rp_channels = EXCLUDED.rp_channels, hf_channels = EXCLUDED.hf_channels,
-                       char_per_rp = EXCLUDED.char_per_rp, daily_rp_cap = EXCLUDED.daily_rp_cap,
-                       hf_attempt_xp = EXCLUDED.hf_attempt_xp, hf_success_xp = EXCLUDED.hf_success_xp,
-                       daily_hf_cap = EXCLUDED.daily_hf_cap, updated_at = now()""",
-                guild_id, s["rp_channels"], s["hf_channels"], s["char_per_rp"], s["daily_rp_cap"],
-                s["hf_attempt_xp"], s["hf_success_xp"], s["daily_hf_cap"])
+                f"""INSERT INTO config AS cfg (guild_id, {', '.join(columns)})
+                    VALUES ($1, {', '.join(f'${i + 2}' for i in range(len(columns)))})
+                    ON CONFLICT (guild_id) DO UPDATE SET
+                        {', '.join(f'{c} = EXCLUDED.{c}' for c in columns)}, updated_at = now()""",
+                guild_id, *(settings[c] for c in columns))
             await con.execute(
                 """CREATE TEMP TABLE mig_users (user_id bigint, timezone text, last_xp_reset date,
                                                 active text) ON COMMIT DROP;
@@ -674,7 +618,7 @@ class Database:
                           ON c.guild_id = $1 AND c.user_id = m.user_id AND lower(c.name) = lower(m.active)
                     WHERE u.guild_id = $1 AND u.user_id = m.user_id
                       AND u.active_character_id IS DISTINCT FROM c.id""", guild_id)
-        self.forget_config(guild_id)
+        self._config_changed(guild_id)
 
     async def migration_totals(self, guild_id: int, user_ids: list[int]) -> dict[str, int]:
         """Players, characters, XP and active characters of these players, read back."""
@@ -686,26 +630,11 @@ class Database:
                  FROM characters c WHERE c.guild_id = $1 AND c.user_id = ANY($2)""", guild_id, user_ids)
         return dict(row)
 
-    async def export_guild(self, guild_id: int) -> dict:
-        """The guild as an xp.json document in the old bot's newest format, in a stable order."""
-        cfg = await self.get_config(guild_id)
-        document: dict[str, Any] = {"rp_channels": list(cfg.rp_channels), "hf_channels": list(cfg.hf_channels)}
-        document.update({k: getattr(cfg, k) for k in DEFAULTS})
-        rows = await self.pool.fetch(
+    async def export_players(self, guild_id: int) -> list[asyncpg.Record]:
+        """Every player of the guild with each of their characters (one row each; a player
+        without characters once, with id NULL), by player then age."""
+        return await self.pool.fetch(
             """SELECT u.user_id, u.timezone, u.last_xp_reset, u.active_character_id,
                       c.id, c.name, c.xp, c.daily_xp, c.daily_hf, c.char_buffer, c.image_url
                  FROM users u LEFT JOIN characters c USING (guild_id, user_id)
                 WHERE u.guild_id = $1 ORDER BY u.user_id, c.id""", guild_id)
-        for r in rows:
-            player = document.setdefault(str(r["user_id"]), {
-                "active": None, "characters": {},
-                "last_xp_reset": r["last_xp_reset"].isoformat() if r["last_xp_reset"] else "",
-                "timezone": r["timezone"]})
-            if r["id"] is None:
-                continue
-            player["characters"][r["name"]] = {"xp": r["xp"], "image_url": r["image_url"],
-                                               "daily_xp": r["daily_xp"], "char_buffer": r["char_buffer"],
-                                               "daily_hf": r["daily_hf"]}
-            if r["id"] == r["active_character_id"]:
-                player["active"] = r["name"]
-        return document

@@ -32,9 +32,7 @@ import datetime as dt
 import json
 import math
 import os
-import re
 import sys
-import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -46,12 +44,11 @@ from database import Database, is_unavailable
 
 OLD_DEFAULTS = {"char_per_rp": 240, "daily_rp_cap": 5, "hf_attempt_xp": 1, "hf_success_xp": 5,
                 "daily_hf_cap": 5}
-SETTING_RANGES = {"char_per_rp": (1, rules.SETTING_MAX), "daily_rp_cap": (1, rules.SETTING_MAX),
-                  "hf_attempt_xp": (0, rules.SETTING_MAX), "hf_success_xp": (0, rules.SETTING_MAX),
-                  "daily_hf_cap": (1, rules.SETTING_MAX)}
 OLDER_KEYS = {"rp_channels": "xp_channels", "char_per_rp": "char_per_xp", "daily_rp_cap": "daily_xp_cap"}
+# Keys the old bot never had (it ignores them): written by --export and /xp_export, read back here.
+EXTRA_KEYS = ("levelup_mode", "levelup_channel")
 SETTING_KEYS = ("rp_channels", "hf_channels", *OLD_DEFAULTS)
-KNOWN_TOP = set(SETTING_KEYS) | set(OLDER_KEYS.values())
+KNOWN_TOP = set(SETTING_KEYS) | set(OLDER_KEYS.values()) | set(EXTRA_KEYS)
 PLAYER_KEYS = {"active", "characters", "char_buffer", "daily_xp", "daily_hf", "last_xp_reset", "timezone"}
 CHARACTER_KEYS = {"xp", "image_url", "daily_xp", "char_buffer", "daily_hf"}
 COUNTER_MAX = 2_000_000_000
@@ -127,14 +124,6 @@ def whole_number(value: Any, where: str, notes: list[str], *, low: int = 0, high
     return number
 
 
-def clean_character_name(raw: str) -> str:
-    """Line breaks and control characters become spaces; runs of spaces become one."""
-    if raw.isprintable() and raw == raw.strip() and 0 < len(raw) <= rules.NAME_MAX and "  " not in raw:
-        return raw  # the usual case, without looking at every character
-    name = "".join(" " if unicodedata.category(ch) in ("Cc", "Cs", "Zl", "Zp") else ch for ch in raw)
-    return re.sub(r" {2,}", " ", name).strip()[:rules.NAME_MAX].strip() or "Unnamed"
-
-
 def unique_name(name: str, taken: set[str]) -> str:
     if name.casefold() not in taken and name.lower() not in taken:
         return name
@@ -176,8 +165,9 @@ def plan_migration(document: Any, progress: Any = None) -> Plan:
         settings[key] = channel_list(document.get(source) if source else None, source or key, notes)
     for key, default in OLD_DEFAULTS.items():
         source = key if key in document else OLDER_KEYS.get(key, key)
-        low, high = SETTING_RANGES[key]
+        low, high = rules.SETTINGS[key].low, rules.SETTINGS[key].high
         settings[key] = whole_number(document.get(source), source, notes, low=low, high=high, default=default)
+    settings.update(levelup_settings(document, notes))
     for key in OLDER_KEYS.values():
         newer = next(k for k, v in OLDER_KEYS.items() if v == key)
         if key in document and newer in document:
@@ -194,6 +184,23 @@ def plan_migration(document: Any, progress: Any = None) -> Plan:
         players.append(plan_player(int(key), entry, notes))
     players.sort(key=lambda p: p.user_id)
     return Plan(settings, players, notes)
+
+
+def levelup_settings(document: dict, notes: list[str]) -> dict[str, Any]:
+    """Where level-ups are announced, when the file says (an export of ours); else nothing,
+    and the guild keeps its setting."""
+    if "levelup_mode" not in document:
+        return {}
+    mode, channel = document.get("levelup_mode"), document.get("levelup_channel")
+    if mode not in rules.LEVELUP_MODES:
+        notes.append(f"levelup_mode: {json.dumps(mode)[:40]} is not one of {', '.join(rules.LEVELUP_MODES)}, "
+                     f"set to {rules.DEFAULT_LEVELUP_MODE}")
+        mode = rules.DEFAULT_LEVELUP_MODE
+    channels = channel_list([channel], "levelup_channel", notes) if channel is not None else []
+    if mode == "channel" and not channels:
+        notes.append(f"levelup_mode: \"channel\" without a levelup_channel, set to {rules.DEFAULT_LEVELUP_MODE}")
+        mode = rules.DEFAULT_LEVELUP_MODE
+    return {"levelup_mode": mode, "levelup_channel": channels[0] if mode == "channel" else None}
 
 
 def plan_player(user_id: int, entry: Any, notes: list[str]) -> PlayerRow:
@@ -234,7 +241,7 @@ def plan_player(user_id: int, entry: Any, notes: list[str]) -> PlayerRow:
             raise BadFile(f"{cwhere}: expected an object like {{\"xp\": 10}}, found {type(data).__name__}")
         for extra in sorted(set(data) - CHARACTER_KEYS):
             notes.append(f"{cwhere}: unknown key {extra!r} ignored")
-        name = unique_name(clean_character_name(raw_name), taken)
+        name = unique_name(rules.fit_name(raw_name), taken)
         if name != raw_name:
             notes.append(f"{where}: character {raw_name!r} renamed to {name!r}")
         taken.add(name.casefold())
@@ -317,6 +324,8 @@ def show_summary(plan: Plan, guild_id: int) -> None:
         f"hf_attempt_xp={s['hf_attempt_xp']} hf_success_xp={s['hf_success_xp']} "
         f"daily_hf_cap={s['daily_hf_cap']}")
     say(f"  channels:   rp={s['rp_channels']} hf={s['hf_channels']}")
+    if "levelup_mode" in s:
+        say(f"  level-ups:  {s['levelup_mode']}" + (f" in {s['levelup_channel']}" if s["levelup_channel"] else ""))
     if plan.notes:
         say(f"\n⚠️  {len(plan.notes)} change(s) to fit the rules:")
         for note in plan.notes:
@@ -364,7 +373,7 @@ async def run(args: argparse.Namespace) -> int:
     try:
         async with database:
             say("\n💾 Writing in one transaction...")
-            await database.import_guild(guild_id, plan)
+            await write_plan(database, guild_id, plan)
             problems = await verify(database, guild_id, plan)
     except Exception as e:  # the transaction rolled back: nothing was written
         if is_unavailable(e) or isinstance(e, asyncpg.PostgresError):
@@ -378,6 +387,40 @@ async def run(args: argparse.Namespace) -> int:
         return 1
     say("✅ Migration complete; the database was read back and matches the file's totals.")
     return 0
+
+
+async def write_plan(database: Database, guild_id: int, plan: Plan) -> None:
+    """The plan into the database, in one transaction."""
+    users = [(p.user_id, p.timezone, p.last_xp_reset, p.active) for p in plan.players]
+    characters = [(p.user_id, i, c.name, c.xp, c.daily_xp, c.daily_hf, c.char_buffer, c.image_url)
+                  for p in plan.players for i, c in enumerate(p.characters)]
+    await database.import_guild(guild_id, plan.settings, users, characters)
+
+
+async def export_document(database: Database, guild_id: int) -> dict[str, Any]:
+    """The guild as an xp.json document: the old bot's newest format, in a stable order,
+    plus EXTRA_KEYS (which the old bot ignores) so an import restores everything."""
+    cfg = await database.get_config(guild_id)
+    document: dict[str, Any] = {"rp_channels": list(cfg.rp_channels), "hf_channels": list(cfg.hf_channels)}
+    document.update({key: getattr(cfg, key) for key in OLD_DEFAULTS})
+    document.update({key: getattr(cfg, key) for key in EXTRA_KEYS})
+    for r in await database.export_players(guild_id):
+        player = document.setdefault(str(r["user_id"]), {
+            "active": None, "characters": {},
+            "last_xp_reset": r["last_xp_reset"].isoformat() if r["last_xp_reset"] else "",
+            "timezone": r["timezone"]})
+        if r["id"] is None:
+            continue
+        player["characters"][r["name"]] = {"xp": r["xp"], "image_url": r["image_url"],
+                                           "daily_xp": r["daily_xp"], "char_buffer": r["char_buffer"],
+                                           "daily_hf": r["daily_hf"]}
+        if r["id"] == r["active_character_id"]:
+            player["active"] = r["name"]
+    return document
+
+
+def player_count(document: dict[str, Any]) -> int:
+    return sum(key.isdigit() for key in document)
 
 
 def connect_to(args: argparse.Namespace) -> Database | None:
@@ -407,14 +450,14 @@ async def export(args: argparse.Namespace, guild_id: int) -> int:
         return 2
     try:
         async with database:
-            document = await database.export_guild(guild_id)
+            document = await export_document(database, guild_id)
     except Exception as e:
         if is_unavailable(e) or isinstance(e, asyncpg.PostgresError):
             say(f"❌ Database error: {type(e).__name__}: {e}")
             return 3
         raise
     Path(args.export).write_text(json.dumps(document, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    players = len(document) - len(SETTING_KEYS)
+    players = player_count(document)
     say(f"✅ Exported guild {guild_id}: {players:,} players to {args.export}")
     return 0
 

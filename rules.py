@@ -1,11 +1,20 @@
-"""Pure helpers: level maths, input rules and text formatting. No I/O here."""
+"""The product's rules, limits, defaults and modes: each written once, here.
+
+Pure functions and constants, no I/O. `schema.sql` repeats only what the database must
+enforce (CHECKs, column defaults), and tests/test_rules.py checks that the two agree.
+The rules in words: docs/rules.md.
+"""
 from __future__ import annotations
 
 import bisect
+import difflib
 import re
 import unicodedata
 import zoneinfo
+from dataclasses import dataclass
 from functools import lru_cache
+
+# -- levels ---------------------------------------------------------------------------------
 
 # XP needed to reach levels 1..20 (the D&D 5e table).
 LEVEL_THRESHOLDS = (0, 300, 900, 2700, 6500, 14000, 23000, 34000, 48000, 64000, 85000,
@@ -13,16 +22,57 @@ LEVEL_THRESHOLDS = (0, 300, 900, 2700, 6500, 14000, 23000, 34000, 48000, 64000, 
 MAX_LEVEL = len(LEVEL_THRESHOLDS)
 BAR_CELLS = 20
 
-NAME_MAX = 100
-URL_MAX = 2000
-XP_MAX = 1_000_000_000_000        # mirrors the CHECK in schema.sql
+# -- limits -----------------------------------------------------------------------------------
+
+NAME_MAX = 100                    # characters in a character name, after trimming
+URL_MAX = 2000                    # characters in an image URL
+XP_MAX = 1_000_000_000_000        # no character holds more XP (schema: CHECK and xp_max())
 GRANT_MAX = 1_000_000_000         # one grant moves at most this much either way
-SETTING_MAX = 1_000_000           # rates and caps, mirrors schema.sql
+REASON_MAX = 500                  # characters kept of a grant's reason
+CHANNELS_MAX = 100                # tracked channels of each kind per guild
+AUTOCOMPLETE_LIMIT = 25           # Discord shows at most 25 choices
+CLOSE_MATCH_CUTOFF = 0.8          # how alike a misspelt name must be (difflib ratio)
+
+
+@dataclass(frozen=True, slots=True)
+class Setting:
+    """A guild's numeric setting: its column, what staff call it, default and range."""
+    key: str
+    label: str
+    default: int
+    low: int
+    high: int = 1_000_000
+
+
+SETTINGS = {s.key: s for s in (
+    Setting("char_per_rp", "Characters per XP", 240, 1),
+    Setting("daily_rp_cap", "The daily RP XP cap", 10, 1),
+    Setting("hf_attempt_xp", "XP per HF attempt", 1, 0),
+    Setting("hf_success_xp", "Extra XP per HF success", 5, 0),
+    Setting("daily_hf_cap", "The daily HF XP cap", 10, 1),
+)}
+DEFAULTS = {key: s.default for key, s in SETTINGS.items()}
+
+# The kinds of tracked channel and the config column holding each.
+CHANNEL_KINDS = {"rp": "rp_channels", "hf": "hf_channels"}
+
+# Where level-ups are announced: mode -> how staff see it. The first is the default.
+LEVELUP_MODES = {"message": "in the channel where it happens",
+                 "channel": "in a fixed channel",
+                 "off": "nowhere (off)"}
+DEFAULT_LEVELUP_MODE = next(iter(LEVELUP_MODES))
+
+
+def next_levelup_mode(mode: str) -> str:
+    """The settings panel's cycle: off -> message -> channel -> off."""
+    return {"off": "message", "message": "channel", "channel": "off"}[mode]
 
 
 class UserError(Exception):
-    """A mistake in what a user or operator gave us; the message is safe to show."""
+    """A mistake in what a user or operator gave; the message is plain text, safe to show."""
 
+
+# -- levels -----------------------------------------------------------------------------------
 
 def level_for(xp: int) -> int:
     """The number of thresholds at or below `xp` (negative XP counts as level 1)."""
@@ -48,8 +98,13 @@ def progress_bar(xp: int, cells: int = BAR_CELLS) -> str | None:
     return "█" * filled + "░" * (cells - filled)
 
 
+# -- input ------------------------------------------------------------------------------------
+
+_NOT_IN_NAMES = ("Cc", "Cs", "Zl", "Zp")  # control characters, surrogates, line breaks
+
+
 def clean_name(raw: object) -> str:
-    """A character name trimmed and checked against SPEC, or UserError saying what to fix."""
+    """A character name trimmed and checked, or UserError saying what to fix."""
     if not isinstance(raw, str):
         raise UserError("A character name must be text.")
     name = raw.strip()
@@ -57,9 +112,18 @@ def clean_name(raw: object) -> str:
         raise UserError("A character name can't be empty. Give it at least one visible character.")
     if len(name) > NAME_MAX:
         raise UserError(f"That name is {len(name)} characters long; use at most {NAME_MAX}.")
-    if any(unicodedata.category(ch) in ("Cc", "Cs", "Zl", "Zp") for ch in name):
+    if any(unicodedata.category(ch) in _NOT_IN_NAMES for ch in name):
         raise UserError("A character name can't contain line breaks or control characters. Use one plain line.")
     return name
+
+
+def fit_name(raw: str) -> str:
+    """Any text made into a valid name (for imported data): line breaks and control
+    characters become spaces, runs of spaces one, cut to NAME_MAX; "Unnamed" if nothing is left."""
+    if raw.isprintable() and raw == raw.strip() and 0 < len(raw) <= NAME_MAX and "  " not in raw:
+        return raw  # the usual case, without looking at every character
+    name = "".join(" " if unicodedata.category(ch) in _NOT_IN_NAMES else ch for ch in raw)
+    return re.sub(r" {2,}", " ", name).strip()[:NAME_MAX].strip() or "Unnamed"
 
 
 _URL = re.compile(r"^https?://[^\s/?#\x00-\x1f\x7f]+[^\s\x00-\x1f\x7f]*$", re.IGNORECASE)
@@ -96,14 +160,13 @@ def clean_timezone(raw: object) -> str:
     key = raw.strip().lower() if isinstance(raw, str) else ""
     zone = _zones().get(key)
     if zone is None:
-        shown = escape_text(str(raw)[:60])
-        raise UserError(f"`{shown}` is not a time zone I know. Use an IANA name such as "
-                        "`Europe/Berlin`, `America/New_York` or `UTC` (pick one from the list).")
+        raise UserError(f'"{searchable(str(raw))[:60]}" is not a time zone I know. Use an IANA name '
+                        "such as Europe/Berlin, America/New_York or UTC (pick one from the list).")
     return zone
 
 
 def clean_int(value: object, what: str, low: int, high: int) -> int:
-    """An integer in [low, high], or UserError naming the setting and the range."""
+    """An integer in [low, high], or UserError naming the value and the range."""
     if isinstance(value, bool) or not isinstance(value, int):
         raise UserError(f"{what} must be a whole number.")
     if not low <= value <= high:
@@ -111,7 +174,18 @@ def clean_int(value: object, what: str, low: int, high: int) -> int:
     return value
 
 
-_MARKDOWN = re.compile(r"([\\*_~`|>\[\]()#-])")
+def clean_setting(key: str, value: object) -> int:
+    """A value for the guild setting `key`, within its range, or UserError."""
+    setting = SETTINGS[key]
+    return clean_int(value, setting.label, setting.low, setting.high)
+
+
+def parse_whole_number(text: str, what: str) -> int:
+    """A number typed into a form ("1,200" and "1_200" too), or UserError."""
+    try:
+        return int(text.strip().replace(",", "").replace("_", ""))
+    except ValueError:
+        raise UserError(f'{what} must be a whole number like 240; you typed "{searchable(text).strip()[:20]}".') from None
 
 
 def searchable(text: object) -> str:
@@ -121,18 +195,28 @@ def searchable(text: object) -> str:
 
 
 def clean_reason(text: object) -> str | None:
-    """A free-text reason: control characters become spaces, at most 500 characters."""
+    """A free-text reason: control characters become spaces, at most REASON_MAX characters."""
     if not isinstance(text, str):
         return None
     cleaned = "".join(ch if unicodedata.category(ch) != "Cc" else " " for ch in text).strip()
-    return cleaned[:500] or None
+    return cleaned[:REASON_MAX] or None
 
 
-def escape_text(text: str) -> str:
-    """Text shown as typed: markdown neutralised, mentions broken with a zero-width space."""
-    text = _MARKDOWN.sub(r"\\\1", text)
-    return text.replace("@", "@\u200b")
+# -- close misspellings -----------------------------------------------------------------------
 
+def close_match_lengths(length: int) -> tuple[int, int]:
+    """The name lengths that can reach CLOSE_MATCH_CUTOFF against a `length`-long text:
+    difflib's ratio is 2*matches/(a+b) and matches <= min(a, b)."""
+    c = CLOSE_MATCH_CUTOFF
+    return int(length * c / (2 - c)), int(length * (2 - c) / c) + 1
+
+
+def close_matches(text: str, names: list[str]) -> list[str]:
+    """The names (casefolded) `text` could be a misspelling of: one when exactly one is close."""
+    return difflib.get_close_matches(text.casefold(), names, n=2, cutoff=CLOSE_MATCH_CUTOFF)
+
+
+# -- hunting and foraging results -------------------------------------------------------------
 
 HF_EVENTS = ("goes hunting", "goes foraging")
 HF_SUCCESSES = ("time to harvest", "time to gut and harvest")

@@ -103,11 +103,15 @@ BEGIN
 END
 $$;
 
+-- The most XP a character may hold (rules.XP_MAX; the characters.xp CHECK says the same).
+CREATE OR REPLACE FUNCTION xp_max() RETURNS bigint
+LANGUAGE sql IMMUTABLE AS $$ SELECT 1000000000000::bigint $$;
+
 -- The player's local date at `at`: the day the daily caps belong to.
 CREATE OR REPLACE FUNCTION xp_local_date(tz text, at timestamptz) RETURNS date
 LANGUAGE sql STABLE AS $$ SELECT (at AT TIME ZONE tz)::date $$;
 
--- Lock a player's row and apply rule 1 of SPEC (daily reset at local midnight).
+-- Lock a player's row and apply the daily reset at the player's local midnight.
 -- Returns the locked row, or nothing when the player has no row.
 DROP FUNCTION IF EXISTS xp_lock_and_reset(bigint, bigint, timestamptz);  -- pre-release signature
 -- With p_need_active, a player without an active character is only locked, not reset.
@@ -187,7 +191,7 @@ BEGIN
           FROM characters ch WHERE ch.id = u.active_character_id FOR NO KEY UPDATE
     )
     UPDATE characters ch
-       SET xp = LEAST(ch.xp + step.gain, 1000000000000),
+       SET xp = LEAST(ch.xp + step.gain, xp_max()),
            daily_xp = ch.daily_xp + step.gain,
            char_buffer = step.rest
       FROM step
@@ -263,7 +267,7 @@ BEGIN
           FROM characters ch WHERE ch.id = target.id FOR NO KEY UPDATE
     )
     UPDATE characters ch
-       SET xp = LEAST(ch.xp + step.gain, 1000000000000),
+       SET xp = LEAST(ch.xp + step.gain, xp_max()),
            daily_hf = ch.daily_hf + step.gain
       FROM step
      WHERE ch.id = step.id

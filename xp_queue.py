@@ -1,4 +1,5 @@
-"""The road from a Discord message to an XP award: batching, outages, the spool file."""
+"""The road from a Discord message to an XP award: which channels are tracked (cached),
+batching under load, keeping events through a database outage, the spool file."""
 from __future__ import annotations
 
 import asyncio
@@ -7,13 +8,107 @@ import datetime as dt
 import json
 import logging
 import os
+import time
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import Awaitable, Callable, Union
 
-from database import Award, Database, RPMessage, is_unavailable
+import asyncpg
+
+from database import Award, Database, HFResult, RPMessage, is_unavailable
 
 log = logging.getLogger("xpbot.queue")
+
+XPEvent = Union[RPMessage, HFResult]
+Kept = tuple[XPEvent, "dt.datetime | None"]  # an event and the time it counts at
+CONFIG_TTL = 60.0  # seconds a cached tracked-channel set may live without a NOTIFY
+NOTIFY_CHANNEL = "xpbot_config"  # schema.sql's config trigger notifies here
+
+
+class TrackedChannels:
+    """Each guild's tracked RP and HF channels, cached so that messages in untracked
+    channels cost no round trip (the XP functions check tracking again themselves).
+
+    Every process LISTENs for config changes on a connection of its own; entries also
+    expire after CONFIG_TTL in case a notification is missed, and are not trusted at all
+    while the listener is down.
+    """
+
+    def __init__(self, db: Database):
+        self.db = db
+        self._tracked: dict[int, tuple[float, frozenset[int], frozenset[int]]] = {}
+        self._loading: dict[int, asyncio.Future] = {}
+        self._generation: dict[int, int] = {}  # bumped on every change: a read in flight is stale
+        self._listener: asyncpg.Connection | None = None
+        self._listening = False
+        self._relisten: asyncio.Task | None = None
+        self._closed = False
+        db.config_changed.append(self.forget)
+
+    async def get(self, guild_id: int) -> tuple[frozenset[int], frozenset[int]]:
+        """(RP channel ids, HF channel ids) of the guild."""
+        entry = self._tracked.get(guild_id)
+        if entry is not None and entry[0] > time.monotonic() and self._listening:
+            return entry[1], entry[2]
+        loading = self._loading.get(guild_id)
+        if loading is None:  # one read per guild, however many messages wait for it
+            loading = asyncio.ensure_future(self._load(guild_id))
+            self._loading[guild_id] = loading
+            loading.add_done_callback(
+                lambda done: self._loading.get(guild_id) is done and self._loading.pop(guild_id))
+        return await asyncio.shield(loading)
+
+    async def _load(self, guild_id: int) -> tuple[frozenset[int], frozenset[int]]:
+        generation = self._generation.get(guild_id, 0)
+        cfg = await self.db.get_config(guild_id)
+        value = (frozenset(cfg.rp_channels), frozenset(cfg.hf_channels))
+        if self._generation.get(guild_id, 0) == generation:  # not changed while we read
+            self._tracked[guild_id] = (time.monotonic() + CONFIG_TTL, *value)
+        return value
+
+    def forget(self, guild_id: int) -> None:
+        self._generation[guild_id] = self._generation.get(guild_id, 0) + 1
+        self._tracked.pop(guild_id, None)
+        self._loading.pop(guild_id, None)
+
+    async def start(self) -> None:
+        """Open the listening connection (not from the pool)."""
+        try:
+            con = await asyncpg.connect(self.db.dsn)
+            await con.add_listener(NOTIFY_CHANNEL, self._on_notify)
+            con.add_termination_listener(self._on_lost)
+        except (OSError, asyncpg.PostgresError) as e:
+            log.warning("Config change listener unavailable (%s); caching disabled", type(e).__name__)
+            return
+        self._listener, self._listening = con, True
+        self._tracked.clear()  # anything cached before now may have missed a notification
+
+    async def close(self) -> None:
+        self._closed = True
+        if self._relisten is not None:
+            self._relisten.cancel()
+        if self._listener is not None:
+            listener, self._listener, self._listening = self._listener, None, False
+            listener.remove_termination_listener(self._on_lost)
+            await listener.close()
+
+    def _on_notify(self, _con: object, _pid: int, _channel: str, payload: str) -> None:
+        self.forget(int(payload))
+
+    def _on_lost(self, _con: object) -> None:
+        self._listening, self._listener = False, None
+        self._tracked.clear()
+        if not self._closed:
+            log.warning("Config change listener lost; reconnecting")
+            self._relisten = asyncio.get_running_loop().create_task(self._relisten_loop())
+
+    async def _relisten_loop(self) -> None:
+        delay = 0.5
+        while not self._closed and not self._listening:
+            await self.start()
+            if not self._listening:
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 30.0)
 
 
 class XPQueue:
@@ -31,20 +126,20 @@ class XPQueue:
     """
 
     def __init__(self, db: Database, *, limit: int = 100_000, spool: str | os.PathLike | None = None,
-                 on_award: Any = None, retry_delay: float = 0.5, max_batch: int = 100,
-                 max_inflight: int = 4):
+                 on_award: Callable[[XPEvent, Award], Awaitable[None]] | None = None,
+                 retry_delay: float = 0.5, max_batch: int = 100, max_inflight: int = 4):
         self.db = db
         self.limit = limit
         self.spool = Path(spool) if spool else None
-        self.on_award = on_award          # async callback(kind, event, Award), e.g. level-up posts
+        self.on_award = on_award          # called once per award that changed XP (level-up posts)
         self.retry_delay = retry_delay
         self.max_batch = max_batch
         self.max_inflight = max_inflight
-        self.pending: collections.deque[tuple[str, Any]] = collections.deque()  # kept in an outage
+        self.pending: collections.deque[Kept] = collections.deque()  # kept in an outage
         self.dropped = 0
         self.events = 0           # RP and HF events submitted
         self.round_trips = 0      # database calls made for them
-        self._buffer: list[tuple[RPMessage, asyncio.Future]] = []
+        self._buffer: list[tuple[Kept, asyncio.Future]] = []
         self._flushers: set[asyncio.Task] = set()
         self._replayer: asyncio.Task | None = None
         self._idle = asyncio.Event()
@@ -57,7 +152,7 @@ class XPQueue:
         `at` (the message's time) is the day a kept message counts on."""
         self.events += 1
         if self.pending:
-            self._keep("rp", (message, at))
+            self._keep((message, at))
             return None
         future = asyncio.get_running_loop().create_future()
         self._buffer.append(((message, at), future))
@@ -68,19 +163,17 @@ class XPQueue:
             task.add_done_callback(self._flusher_done)
         return await future
 
-    async def hf(self, *, at: dt.datetime | None = None, **event: Any) -> Award | None:
-        """award_hf (same arguments) now, or kept for later; None when kept."""
+    async def hf(self, result: HFResult, *, at: dt.datetime | None = None) -> Award | None:
+        """Award HF XP for one hunting/foraging result now, or keep it; None when kept."""
         self.events += 1
         if not self.pending:
             try:
-                award = await self._apply_hf(event)
+                return await self._apply_hf(result, None)
             except Exception as e:
                 if not is_unavailable(e):
                     raise
                 self._unavailable(e)
-            else:
-                return award
-        self._keep("hf", {**event, "now": event.get("now") or at})
+        self._keep((result, at))
         return None
 
     # -- writing -----------------------------------------------------------------
@@ -99,11 +192,11 @@ class XPQueue:
                     continue
                 self._unavailable(e)
                 for item, _ in batch:
-                    self._keep("rp", item)
+                    self._keep(item)
                 # everything still buffered arrived after this batch: keep it behind it
                 rest, self._buffer = self._buffer, []
                 for item, future in rest:
-                    self._keep("rp", item)
+                    self._keep(item)
                     future.set_result(None)
                 for _, future in batch:
                     future.set_result(None)
@@ -122,29 +215,30 @@ class XPQueue:
         if not self._buffer and not self._flushers and not self.pending:
             self._idle.set()
 
-    async def _apply_rp(self, items: list[tuple[RPMessage, dt.datetime | None]], live: bool) -> list[Award]:
+    async def _apply_rp(self, items: list[Kept], live: bool) -> list[Award]:
         messages = [m for m, _ in items]
         # live messages count at the database's clock; replayed ones at their own time
         now = None if live else [at for _, at in items]
         self.round_trips += 1
         awards = await self.db.award_rp_many(messages, now=now)
         for message, award in zip(messages, awards):
-            await self._announce("rp", message, award)
+            await self._announce(message, award)
         return awards
 
-    async def _apply_hf(self, event: dict) -> Award:
+    async def _apply_hf(self, result: HFResult, at: dt.datetime | None) -> Award:
         self.round_trips += 1
-        award = await self.db.award_hf(**event)
-        await self._announce("hf", event, award)
+        award = await self.db.award_hf(result.guild_id, result.channel_ids, result.name, result.mentions,
+                                       result.success, message_id=result.message_id, now=at)
+        await self._announce(result, award)
         return award
 
-    async def _announce(self, kind: str, event: Any, award: Award) -> None:
+    async def _announce(self, event: XPEvent, award: Award) -> None:
         """Tell `on_award`; its failures are logged, never undo or repeat the award."""
         if self.on_award is not None and award.status == "awarded":
             try:
-                await self.on_award(kind, event, award)
+                await self.on_award(event, award)
             except Exception:
-                log.exception("on_award callback failed for %s award %r", kind, award)
+                log.exception("on_award callback failed for award %r", award)
 
     # -- keeping and replaying -------------------------------------------------------
 
@@ -153,14 +247,14 @@ class XPQueue:
             log.warning("Database unavailable (%s): keeping XP events until it returns",
                         type(exc).__name__)
 
-    def _keep(self, kind: str, item: Any) -> None:
+    def _keep(self, item: Kept) -> None:
         if len(self.pending) >= self.limit:
             self.dropped += 1
             if self.dropped == 1 or self.dropped % 1000 == 0:
                 log.error("Pending XP queue full (%d events): %d event(s) dropped so far",
                           self.limit, self.dropped)
             return
-        self.pending.append((kind, item))
+        self.pending.append(item)
         self._idle.clear()
         if self._replayer is None or self._replayer.done():
             self._replayer = asyncio.get_running_loop().create_task(self._replay())
@@ -169,23 +263,23 @@ class XPQueue:
         delay = self.retry_delay
         while self.pending:
             await asyncio.sleep(0)  # let a failing batch finish moving its events here
-            kind, item = self.pending[0]
+            event, at = self.pending[0]
             count = 1
-            if kind == "rp":  # replay consecutive RP events together
+            if isinstance(event, RPMessage):  # replay consecutive RP events together
                 while (count < len(self.pending) and count < self.max_batch
-                       and self.pending[count][0] == "rp"):
+                       and isinstance(self.pending[count][0], RPMessage)):
                     count += 1
             try:
-                if kind == "rp":
-                    await self._apply_rp([self.pending[i][1] for i in range(count)], live=False)
+                if isinstance(event, RPMessage):
+                    await self._apply_rp([self.pending[i] for i in range(count)], live=False)
                 else:
-                    await self._apply_hf(item)
+                    await self._apply_hf(event, at)
             except Exception as e:
                 if is_unavailable(e):
                     await asyncio.sleep(delay)
                     delay = min(delay * 2, 10.0)
                     continue
-                log.exception("Kept XP event(s) could not be applied; skipped: %r", item)
+                log.exception("Kept XP event(s) could not be applied; skipped: %r", event)
             for _ in range(count):
                 self.pending.popleft()
             delay = self.retry_delay
@@ -213,13 +307,10 @@ class XPQueue:
         self.spool.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.spool.with_suffix(".tmp")
         with tmp.open("w", encoding="utf-8") as f:
-            for kind, item in self.pending:
-                if kind == "rp":
-                    message, at = item
-                    record = {"kind": kind, **asdict(message), "now": at}
-                else:
-                    record = {"kind": kind, **item}
-                f.write(json.dumps(_jsonable(record)) + "\n")
+            for event, at in self.pending:
+                kind = "rp" if isinstance(event, RPMessage) else "hf"
+                record = {"kind": kind, **asdict(event), "now": at.isoformat() if at else None}
+                f.write(json.dumps(record) + "\n")
         os.replace(tmp, self.spool)
         log.warning("%d XP event(s) kept in %s until the next start", len(self.pending), self.spool)
         return len(self.pending)
@@ -233,15 +324,10 @@ class XPQueue:
             if line.strip():
                 record = json.loads(line)
                 kind = record.pop("kind")
-                now = dt.datetime.fromisoformat(record.pop("now")) if record.get("now") else None
-                if kind == "rp":
-                    self._keep(kind, (RPMessage(**record), now))
-                else:
-                    self._keep(kind, {**record, "now": now})
+                at = dt.datetime.fromisoformat(record.pop("now")) if record.get("now") else None
+                record.pop("now", None)
+                event = RPMessage(**record) if kind == "rp" else HFResult(**record)
+                self._keep((event, at))
                 count += 1
         self.spool.unlink()
         return count
-
-
-def _jsonable(event: dict) -> dict:
-    return {k: v.isoformat() if isinstance(v, dt.datetime) else v for k, v in event.items()}

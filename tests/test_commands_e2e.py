@@ -390,9 +390,10 @@ async def test_a_message_delivered_twice_by_the_gateway_counts_once(w):
 
 async def test_xp_sync_in_prod_syncs_globally_only(fake_discord, db, database_url):
     world = World(fake_discord, None, db)
+    owner = fake_discord.add_member(world.guild, fake_discord.owner, permissions=["manage_guild"])
     async with run_client(XPBot(Database(database_url, max_size=3), env="prod")):
         before = len(fake_discord.command_syncs)
-        reply = await world.run(world.mod, "xp_sync")
+        reply = await world.run(owner, "xp_sync")
         assert "global" in reply.content
         assert fake_discord.command_syncs[before:] == [(None, fake_discord.command_syncs[-1][1])]
         assert all(scope is None for scope, _ in fake_discord.command_syncs)
@@ -404,6 +405,6 @@ async def test_xp_levelups_chooses_where_announcements_go(w):
     cfg = await w.db.get_config(w.guild.id)
     assert (cfg.levelup_mode, cfg.levelup_channel) == ("channel", w.hf.id)
     await w.refused(w.mod, "xp_levelups", {"where": "channel"}, "Pick the channel")
-    await w.refused(w.mod, "xp_levelups", {"where": "loud"}, "`message`, `channel` or `off`")
+    await w.refused(w.mod, "xp_levelups", {"where": "loud"}, "one of: message, channel, off")
     await w.refused(w.alice, "xp_levelups", {"where": "off"}, "Manage Server")
     assert "nowhere" in (await w.run(w.mod, "xp_levelups", {"where": "off"})).content

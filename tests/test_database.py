@@ -621,39 +621,6 @@ async def test_grant_history_lists_a_characters_grants_newest_first(db):
         (5, "c"), (-3, None), (10, "a")]
 
 
-async def test_tracked_channel_cache_is_invalidated_across_processes(db, database_url):
-    other = Database(database_url, max_size=2)
-    await other.connect()
-    try:
-        assert await other.tracked_channels(G) == (frozenset(), frozenset())
-        await db.add_channel(G, "rp", RP)          # another process changes the config
-        for _ in range(100):                       # the NOTIFY arrives asynchronously
-            if await other.tracked_channels(G) == (frozenset({RP}), frozenset()):
-                break
-            await asyncio.sleep(0.02)
-        assert await other.tracked_channels(G) == (frozenset({RP}), frozenset())
-        await other.remove_channel(G, "rp", RP)    # this process: forgotten at once
-        assert await other.tracked_channels(G) == (frozenset(), frozenset())
-    finally:
-        await other.close()
-
-
-async def test_a_burst_of_messages_on_a_cold_cache_reads_the_config_once(db):
-    await db.add_channel(G, "rp", RP)
-    db.forget_config(G)
-    reads = 0
-    original = db.get_config
-
-    async def counting_get_config(guild_id):
-        nonlocal reads
-        reads += 1
-        return await original(guild_id)
-
-    db.get_config = counting_get_config
-    results = await asyncio.gather(*(db.tracked_channels(G) for _ in range(200)))
-    assert reads == 1 and set(results) == {(frozenset({RP}), frozenset())}
-
-
 async def test_leaderboard_of_10000_characters_is_served_by_an_index_without_sorting(db):
     await db.pool.execute(
         """INSERT INTO users (guild_id, user_id) SELECT $1, g FROM generate_series(1, 10000) g;

@@ -57,7 +57,7 @@ def readme_commands() -> set[str]:
 
 
 def env_names_read_by(source: str) -> set[str]:
-    pattern = r"""(?:os\.environ\.get|os\.getenv|os\.environ\[|environ\.get|getenv)\(?\s*["']([A-Z][A-Z0-9_]*)["']"""
+    pattern = r"""(?:os\.environ\.get|os\.getenv|os\.environ\[|environ\.get|getenv|\benv\.get|\benv\[)\(?\s*["']([A-Z][A-Z0-9_]*)["']"""
     return set(re.findall(pattern, source))
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from database import Database, DatabaseUnavailable, RPMessage, is_unavailable
+from database import Database, DatabaseUnavailable, HFResult, RPMessage, is_unavailable
 from local_postgres import LocalPostgres
 from xp_queue import XPQueue
 
@@ -172,8 +172,7 @@ async def test_pending_events_survive_a_shutdown_in_a_spool_file(own_server, tmp
     await asyncio.to_thread(own_server.stop)
     for i in range(4):
         await pending.rp(RPMessage(G, RP, None, PLAYERS[0], 10, 900 + i), at=NOW)
-    await pending.hf(at=NOW, guild_id=G, channel_ids=[RP], name=f"P{PLAYERS[0]}", mentions=[],
-                     success=True, message_id=999)
+    await pending.hf(HFResult(G, (RP,), f"P{PLAYERS[0]}", (), True, 999), at=NOW)
     assert pending.save() == 5 and spool.exists()
     await db.close()
 

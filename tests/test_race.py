@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from database import Database, RPMessage
+from database import Database, HFResult, RPMessage
 from xp_queue import XPQueue
 
 G, G_SEQ = 7001, 7002
@@ -205,8 +205,7 @@ async def test_batched_awards_through_two_processes_queues_equal_one_at_a_time(d
         if e[0] == "rp":
             award = await queue.rp(RPMessage(G, RP, None, e[1], e[2], e[3]))
         elif e[0] == "hf":
-            award = await queue.hf(guild_id=G, channel_ids=[HF], name=e[2], mentions=[],
-                                   success=e[3], message_id=e[4])
+            award = await queue.hf(HFResult(G, (HF,), e[2], (), e[3], e[4]))
         else:
             award = await queue.db.grant_xp(G, ids[(e[1], e[2])], e[3], granted_by=1)
         assert award.status in ("awarded", "duplicate"), (e, award)

@@ -1,8 +1,9 @@
-"""Levels (SPEC "Levels") and the pure input rules."""
+"""Levels and the pure input rules (docs/rules.md)."""
 import pytest
 
 from rules import (LEVEL_THRESHOLDS, UserError, clean_image_url, clean_int, clean_name,
-                    clean_timezone, escape_text, level_for, progress, progress_bar)
+                    clean_timezone, level_for, progress, progress_bar)
+from interactions import shown as escape_text
 
 
 @pytest.mark.parametrize("xp, level", [(0, 1), (299, 1), (300, 2), (899, 2), (900, 3), (6500, 5),

@@ -1,0 +1,111 @@
+"""Beyond the basics: staff grants and their history, the leaderboard, the xp.json export."""
+from __future__ import annotations
+
+import io
+import json
+import re
+
+import discord
+from discord import app_commands
+
+import migrate_to_postgres
+import rules
+from interactions import (COLOUR, AnyCharacter, Guarded, HistoryCharacter, begin, bot_of, db_of,
+                          guild_id_of, reply, shown, staff_command)
+
+PAGE_SIZE = 10  # leaderboard lines per page
+PAGE_MAX = 999_999  # pages a leaderboard button may name
+
+
+@app_commands.command(name="xp_grant", description="Staff: add (or, negative, remove) XP")
+@app_commands.describe(character="Any character of this server", amount="XP to add; negative removes",
+                       reason="Why (kept in the history)")
+@app_commands.guild_only()
+@staff_command
+async def xp_grant(interaction: discord.Interaction, character: AnyCharacter,
+                   amount: app_commands.Range[int, -rules.GRANT_MAX, rules.GRANT_MAX],
+                   reason: app_commands.Range[str, 0, rules.REASON_MAX] | None = None):
+    await begin(interaction)
+    award = await db_of(interaction).grant_xp(guild_id_of(interaction), character.id, amount,
+                                              interaction.user.id, reason)
+    await reply(interaction, f"**{shown(award.name)}**: {award.xp_before:,} → {award.xp_after:,} XP "
+                             f"(level {award.level_before} → {award.level_after}).")
+    await bot_of(interaction).announce_level_up(interaction.guild_id, interaction.channel_id, award)
+
+
+@app_commands.command(name="xp_history", description="Recent staff grants to a character")
+@app_commands.describe(character="Your character (staff: any character)")
+@app_commands.guild_only()
+async def xp_history(interaction: discord.Interaction, character: HistoryCharacter):
+    await begin(interaction)
+    grants = await db_of(interaction).grant_history(guild_id_of(interaction), character.id)
+    lines = [f"<t:{int(g['created_at'].timestamp())}:d> **{g['amount']:+,}** by <@{g['granted_by']}>"
+             f" ({g['xp_before']:,} → {g['xp_after']:,})"
+             + (f": {shown(g['reason'])}" if g["reason"] else "") for g in grants]
+    embed = discord.Embed(title=f"Grants to {shown(character.name)}", colour=COLOUR,
+                          description="\n".join(lines)[:4000] or "No grants yet.")
+    await reply(interaction, embed=embed)
+
+
+# -- the leaderboard -------------------------------------------------------------------------------
+
+@app_commands.command(name="xp_leaderboard", description="The server's characters ranked by XP")
+@app_commands.guild_only()
+async def xp_leaderboard(interaction: discord.Interaction):
+    await begin(interaction)
+    embed, view = await leaderboard_page(interaction, 0)
+    await reply(interaction, embed=embed, view=view)
+
+
+class LeaderboardButton(Guarded, discord.ui.DynamicItem[discord.ui.Button],
+                        template=r"xp:lb:(?P<page>\d{1,6}):(?P<dir>prev|next)"):
+    def __init__(self, page: int, direction: str, disabled: bool = False):
+        super().__init__(discord.ui.Button(label="◀ Previous" if direction == "prev" else "Next ▶",
+                                           style=discord.ButtonStyle.secondary, disabled=disabled,
+                                           custom_id=f"xp:lb:{page}:{direction}"))
+        self.page = page
+
+    @classmethod
+    async def from_custom_id(cls, interaction, item, match: re.Match):
+        return cls(int(match["page"]), match["dir"])
+
+    async def run(self, interaction: discord.Interaction) -> None:
+        embed, view = await leaderboard_page(interaction, self.page)
+        await interaction.response.edit_message(embed=embed, view=view)
+
+
+async def leaderboard_page(interaction: discord.Interaction, page: int):
+    guild_id = guild_id_of(interaction)
+    db = db_of(interaction)
+    characters, total = await db.leaderboard(guild_id, page=page, per_page=PAGE_SIZE)
+    pages = max(1, -(-total // PAGE_SIZE))
+    page = min(page, pages - 1)
+    if not characters and page > 0:
+        characters, _ = await db.leaderboard(guild_id, page=page, per_page=PAGE_SIZE)
+    lines = [f"**{page * PAGE_SIZE + i + 1}.** {shown(c.name)} · level {c.level} · "
+             f"{c.xp:,} XP · <@{c.user_id}>" for i, c in enumerate(characters)]
+    embed = discord.Embed(title="Leaderboard", colour=COLOUR,
+                          description="\n".join(lines) or "No characters yet: `/xp_create` makes one.")
+    embed.set_footer(text=f"Page {page + 1} of {pages} · {total:,} characters")
+    view = discord.ui.View(timeout=None)
+    view.add_item(LeaderboardButton(max(page - 1, 0), "prev", disabled=page == 0))
+    view.add_item(LeaderboardButton(min(page + 1, pages - 1, PAGE_MAX), "next", disabled=page >= pages - 1))
+    return embed, view
+
+
+# -- export ----------------------------------------------------------------------------------------
+
+@app_commands.command(name="xp_export", description="Staff: this server's XP data as an xp.json file")
+@app_commands.guild_only()
+@staff_command
+async def xp_export(interaction: discord.Interaction):
+    await begin(interaction)
+    document = await migrate_to_postgres.export_document(db_of(interaction), guild_id_of(interaction))
+    data = (json.dumps(document, indent=2, ensure_ascii=False) + "\n").encode("utf-8")
+    players = migrate_to_postgres.player_count(document)
+    await reply(interaction, f"{players} players exported, in the format `migrate_to_postgres.py` reads.",
+                file=discord.File(io.BytesIO(data), filename=f"xp-{interaction.guild_id}.json"))
+
+
+COMMANDS = [xp_grant, xp_history, xp_leaderboard, xp_export]
+COMPONENTS = [LeaderboardButton]
