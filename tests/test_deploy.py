@@ -186,6 +186,168 @@ def test_compose_bot_health_check_runs_bot_check():
     assert check["interval"].endswith("m")  # it opens a pool and applies the schema: rarely
 
 
+# -- a model of Compose's variable interpolation ---------------------------------------------
+# What `docker compose config` does to the values (not the keys) of the file, per the Compose
+# specification's "Interpolation": $$ is a $; $NAME and ${NAME} the value (unset: "" and a
+# warning); ${NAME:-x} / ${NAME-x} x when unset or empty / unset; ${NAME:?msg} / ${NAME?msg}
+# an error when unset or empty / unset; ${NAME:+x} / ${NAME+x} x when set and not empty / set.
+# The x or msg may hold more ${...}, interpolated even when not used. A $ followed by
+# anything else stays a $; a ${ that is none of these is an invalid interpolation format.
+# Each case in test_interpolation_follows_compose was checked against Docker Compose v2.40.3.
+
+class InterpolationError(ValueError):
+    pass
+
+
+NAMED = re.compile(r"[_A-Za-z][_A-Za-z0-9]*")
+BRACED = re.compile(r"([_A-Za-z][_A-Za-z0-9]*)(?:(:?[-?+])(.*))?", re.S)
+
+
+def interpolate(text: str, env: dict[str, str], unset: set[str] | None = None) -> str:
+    out, i = [], 0
+    while i < len(text):
+        if text[i] != "$":
+            out.append(text[i])
+            i += 1
+        elif text.startswith("$$", i):
+            out.append("$")
+            i += 2
+        elif text.startswith("${", i):
+            end = closing_brace(text, i + 2)
+            out.append(braced(text[i + 2:end], env, unset))
+            i = end + 1
+        elif match := NAMED.match(text, i + 1):
+            out.append(lookup(match.group(), env, unset))
+            i = match.end()
+        else:
+            out.append("$")
+            i += 1
+    return "".join(out)
+
+
+def closing_brace(text: str, start: int) -> int:
+    depth, i = 1, start
+    while i < len(text):
+        if text.startswith("$$", i) or text.startswith("${", i):
+            depth += text[i + 1] == "{"
+            i += 2
+            continue
+        if text[i] == "}":
+            depth -= 1
+            if depth == 0:
+                return i
+        i += 1
+    raise InterpolationError(f"invalid interpolation format: {text!r}")
+
+
+def lookup(name: str, env: dict[str, str], unset: set[str] | None) -> str:
+    if name not in env and unset is not None:
+        unset.add(name)
+    return env.get(name, "")
+
+
+def braced(inner: str, env: dict[str, str], unset: set[str] | None) -> str:
+    match = BRACED.fullmatch(inner)
+    if not match:
+        raise InterpolationError(f"invalid interpolation format: ${{{inner}}}")
+    name, op, arg = match.groups()
+    if op is None:
+        return lookup(name, env, unset)
+    arg = interpolate(arg, env, unset)
+    value = env.get(name)
+    present = value is not None and (value != "" or not op.startswith(":"))
+    if op.endswith("-"):
+        return value if present else arg
+    if op.endswith("+"):
+        return arg if present else ""
+    if not present:
+        raise InterpolationError(f"required variable {name} is missing a value" + (f": {arg}" if arg else ""))
+    return value
+
+
+def compose_config(env: dict[str, str], tree=COMPOSE, unset: set[str] | None = None):
+    """docker-compose.yml (or another tree) as `docker compose config` sees it with these variables."""
+    if isinstance(tree, dict):
+        return {key: compose_config(env, value, unset) for key, value in tree.items()}
+    if isinstance(tree, list):
+        return [compose_config(env, value, unset) for value in tree]
+    return interpolate(tree, env, unset) if isinstance(tree, str) else tree
+
+
+class Recorder(dict):
+    """Variables that answer "set" to every name and remember which were asked for."""
+
+    def __init__(self):
+        super().__init__()
+        self.names: set[str] = set()
+
+    def __contains__(self, name):
+        self.names.add(name)
+        return True
+
+    def get(self, name, default=None):
+        self.names.add(name)
+        return "set"
+
+
+def compose_variables(tree) -> set[str]:
+    """Every variable the file refers to."""
+    recorder = Recorder()
+    compose_config(recorder, tree)
+    return recorder.names
+
+
+def parse_env_file(text: str) -> dict[str, str]:
+    """A .env as Compose reads the plain KEY=value lines .env.example uses (values interpolated
+    with the lines before them)."""
+    env: dict[str, str] = {}
+    for line in text.splitlines():
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        key, sep, value = line.partition("=")
+        assert sep and re.fullmatch(r"[A-Z][A-Z0-9_]*", key), f"not a plain KEY=value line: {line!r}"
+        assert value[:1] not in ("'", '"'), f"quoted value: {line!r}"  # keep .env.example plain
+        env[key] = interpolate(value, env)
+    return env
+
+
+def example_env(**filled_in: str) -> dict[str, str]:
+    """The variables of .env.example, with the blanks the operator fills in."""
+    return {**parse_env_file(ENV_EXAMPLE), **filled_in}
+
+
+@pytest.mark.parametrize("template, expected", [
+    ("$$A", "$A"), ("$A", "a"), ("${A}", "a"), ("$A-b", "a-b"), ("$A$A", "aa"), ("${A}}", "a}"),
+    ("${A:-d}", "a"), ("${E:-d}", "d"), ("${E-d}", ""), ("${U-d}", "d"), ("${U:-${A}x}", "ax"),
+    ("${A:-x}y${A}", "aya"), ("${A:-a}b}", "ab}"), ("${U:-$$}", "$"), ("$${A}", "${A}"),
+    ("${A:+r}", "r"), ("${E:+r}", ""), ("${E+r}", "r"), ("${U+r}", ""), ("${E?msg}", ""), ("${A?}", "a"),
+    ("$1", "$1"), ("x$", "x$"), ("$ A", "$ A"), ("${U}", ""),
+    ("${E:?msg}", InterpolationError("required variable E is missing a value: msg")),
+    ("${U?m ${A}}", InterpolationError("required variable U is missing a value: m a")),
+    ("${E:?}", InterpolationError("required variable E is missing a value")),
+    ("${A:-${U:?m}}", InterpolationError("required variable U is missing a value: m")),
+    ("${A/b/c}", InterpolationError), ("${}", InterpolationError), ("${A", InterpolationError),
+    ("${U:-${A}", InterpolationError), ("${A:=x}", InterpolationError),
+])
+def test_interpolation_follows_compose(template, expected):
+    env = {"A": "a", "E": ""}
+    if isinstance(expected, str):
+        assert interpolate(template, env) == expected
+    else:
+        with pytest.raises(InterpolationError) as raised:
+            interpolate(template, env)
+        if isinstance(expected, InterpolationError):
+            assert str(raised.value) == str(expected)
+
+
+def test_interpolation_reports_unset_variables_and_leaves_keys_alone():
+    unset: set[str] = set()
+    assert compose_config({}, {"x": ["${U}", "$V", "${W:-d}", "$$X"], "${K}": 1}, unset) == {
+        "x": ["", "", "d", "$X"], "${K}": 1}
+    assert unset == {"U", "V"}
+
+
 # -- Fly.io -----------------------------------------------------------------------------------
 
 def test_fly_runs_prod_without_an_http_service():
