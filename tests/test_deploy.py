@@ -3,6 +3,7 @@ expects. No Docker engine is needed: the files are parsed, not run."""
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import os
 import re
@@ -12,10 +13,11 @@ import subprocess
 import sys
 import tomllib
 from pathlib import Path
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 import asyncpg
 import discord
+import dotenv
 import pytest
 import yaml
 
@@ -30,9 +32,10 @@ BOT = ROOT / "bot.py"
 
 DOCUMENTED_VARS = {"DISCORD_BOT_TOKEN", "DATABASE_URL", "ENV", "GUILD_ID", "DATABASE_POOL_SIZE",
                    "XPBOT_DATA_DIR", "LOG_LEVEL", "SHARD_COUNT", "SHARD_IDS", "TEST_DATABASE_URL",
-                   "PG_BIN", "XPBOT_SPOOL"}
-COMPOSE_URL = "postgresql://xpbot:xpbot_dev_password@postgres:5432/xpbot"
-HOST_URL = "postgresql://xpbot:xpbot_dev_password@localhost:5432/xpbot"
+                   "PG_BIN", "XPBOT_SPOOL", "POSTGRES_PASSWORD"}
+# The Compose database seen from the host, as .env.example and POSTGRES_SETUP.md write it.
+HOST_URL = "postgresql://xpbot:${POSTGRES_PASSWORD}@127.0.0.1:5432/xpbot"
+MISSING_PASSWORD = "required variable POSTGRES_PASSWORD is missing a value: set POSTGRES_PASSWORD in .env"
 # Commands whose README section the lead writes (leaderboard, grant history, export).
 DOCUMENTED_ELSEWHERE = {"xp_leaderboard", "xp_history", "xp_export"}
 
@@ -141,12 +144,12 @@ def test_compose_postgres_service_matches_the_setup_guide():
     pg = COMPOSE["services"]["postgres"]
     image, tag = pg["image"].split(":")
     assert image == "postgres" and int(tag.split("-")[0].split(".")[0]) >= 15
-    assert pg["environment"] == {"POSTGRES_USER": "xpbot", "POSTGRES_PASSWORD": "xpbot_dev_password",
+    assert pg["environment"] == {"POSTGRES_USER": "xpbot", "POSTGRES_PASSWORD": PASSWORD_REF,
                                  "POSTGRES_DB": "xpbot"}
-    assert "5432:5432" in pg["ports"]
+    assert pg["ports"] == ["127.0.0.1:5432:5432"]
     volume, mount = pg["volumes"][0].split(":")
     assert volume in COMPOSE["volumes"] and mount == "/var/lib/postgresql/data"
-    for text in ("`xpbot`", "`xpbot_dev_password`", "5432", f"`{volume}`"):
+    for text in ("`xpbot`", "`POSTGRES_PASSWORD`", "`127.0.0.1:5432`", f"`{volume}`", MISSING_PASSWORD):
         assert text in SETUP
 
 
@@ -164,13 +167,138 @@ def test_compose_bot_waits_for_a_healthy_database_and_reads_env():
     assert bot["build"] == "."
 
 
-def test_compose_database_url_is_built_from_the_postgres_service():
-    pg = COMPOSE["services"]["postgres"]["environment"]
-    url = urlsplit(COMPOSE["services"]["bot"]["environment"]["DATABASE_URL"])
-    assert (url.username, url.password, url.hostname, url.port, url.path) == (
-        pg["POSTGRES_USER"], pg["POSTGRES_PASSWORD"], "postgres", 5432, "/" + pg["POSTGRES_DB"])
-    assert url.geturl() == COMPOSE_URL
-    assert HOST_URL in SETUP  # the same database seen from the host
+# -- Docker Compose: the database is neither public nor protected by a known password ---------
+
+PASSWORD_REF = "${POSTGRES_PASSWORD:?set POSTGRES_PASSWORD in .env}"
+
+
+def published_ports(service: dict) -> list[tuple[str, str, str]]:
+    """(host address, host port, container port) of each entry of a service's `ports:`, as
+    Compose reads the short ("[IP:][HOST:]CONTAINER[/PROTO]") and the long syntax. No
+    address means every interface: "" here."""
+    found = []
+    for entry in service.get("ports", []):
+        if isinstance(entry, dict):
+            found.append((entry.get("host_ip", ""), str(entry.get("published", "")), str(entry["target"])))
+            continue
+        match = re.fullmatch(r"(?:(\[[0-9a-fA-F:.]+\]|\d+\.\d+\.\d+\.\d+):)?(?:([0-9-]*):)?([0-9-]+)(?:/\w+)?",
+                             str(entry))
+        assert match, f"unreadable port entry {entry!r}"
+        ip, host, target = match.groups()
+        found.append(((ip or "").strip("[]"), host or "", target))
+    return found
+
+
+def test_port_reader_flags_the_forms_that_publish_on_every_interface():
+    entries = ["5432:5432", "5432", 5432, "0.0.0.0:5432:5432", "127.0.0.1:5432:5432", "127.0.0.1::5432",
+               "[::1]:5432:5432/tcp", {"target": 5432, "published": 5432},
+               {"target": 5432, "published": "5432", "host_ip": "127.0.0.1"}]
+    reads = [published_ports({"ports": [entry]})[0] for entry in entries]
+    assert reads == [("", "5432", "5432"), ("", "", "5432"), ("", "", "5432"), ("0.0.0.0", "5432", "5432"),
+                     ("127.0.0.1", "5432", "5432"), ("127.0.0.1", "", "5432"), ("::1", "5432", "5432"),
+                     ("", "5432", "5432"), ("127.0.0.1", "5432", "5432")]
+
+
+def test_compose_publishes_ports_on_127_0_0_1_only():
+    config = compose_config(example_env(POSTGRES_PASSWORD="pw"))
+    for name, service in config["services"].items():
+        assert service.get("network_mode") != "host", f"{name} would share the host's network"
+        for ip, host, target in published_ports(service):
+            assert ip == "127.0.0.1", f"{name} publishes port {target} on every interface"
+    # What the operator needs: the migration, psql and backups on the host reach the database.
+    assert published_ports(config["services"]["postgres"]) == [("127.0.0.1", "5432", "5432")]
+    assert "ports" not in config["services"]["bot"]
+
+
+def string_values(tree, path=()):
+    """(path, value) of every string value in a YAML tree (Compose interpolates values, not keys)."""
+    if isinstance(tree, dict):
+        for key, value in tree.items():
+            yield from string_values(value, (*path, str(key)))
+    elif isinstance(tree, list):
+        for i, value in enumerate(tree):
+            yield from string_values(value, (*path, str(i)))
+    elif isinstance(tree, str):
+        yield path, tree
+
+
+def test_compose_file_has_no_password_in_it():
+    text = (ROOT / "docker-compose.yml").read_text(encoding="utf-8")
+    assert "xpbot_dev_password" not in text
+    # No fallback value either: every use of a password variable is "required, not empty".
+    uses = re.findall(r"\$\{?(\w*(?:PASSWORD|SECRET|TOKEN)\w*)(:?[-+?]?)", text, re.I)
+    assert uses and all(op == ":?" for _, op in uses), uses
+    # Every password is the required variable: with a marker as its value, nothing else is left.
+    config = compose_config(example_env(POSTGRES_PASSWORD="MARKER-pw-123"))
+    secrets_seen = 0
+    for path, value in string_values(config):
+        if re.search(r"PASSWORD|SECRET|TOKEN", path[-1], re.I):
+            assert value == "MARKER-pw-123", f"{'.'.join(path)} is written in docker-compose.yml"
+            secrets_seen += 1
+        for url in re.findall(r"\w+://[^\s]+", value):
+            parts = urlsplit(url)
+            if parts.password is not None:
+                assert parts.password == "MARKER-pw-123", f"{'.'.join(path)} holds a password"
+                secrets_seen += 1
+    assert secrets_seen == 2  # POSTGRES_PASSWORD and the one in the bot's DATABASE_URL
+    raw = dict(string_values(COMPOSE))
+    assert raw["services", "postgres", "environment", "POSTGRES_PASSWORD"] == PASSWORD_REF
+    assert PASSWORD_REF in raw["services", "bot", "environment", "DATABASE_URL"]
+
+
+def test_every_variable_compose_uses_is_in_env_example_and_the_readme():
+    used = compose_variables(COMPOSE)
+    assert used == {"POSTGRES_PASSWORD"}
+    assert used <= set(example_env()) and used <= readme_vars()
+    assert example_env()["POSTGRES_PASSWORD"] == ""  # a blank to fill in, never a usable default
+    assert "xpbot_dev_password" not in ENV_EXAMPLE + SETUP + README
+
+
+def test_compose_refuses_to_start_without_a_password():
+    for env in (example_env(), {k: v for k, v in example_env().items() if k != "POSTGRES_PASSWORD"}):
+        with pytest.raises(InterpolationError) as refused:
+            compose_config(env)
+        assert str(refused.value) == MISSING_PASSWORD
+    assert f"| `{MISSING_PASSWORD}` |" in section(README, "Troubleshooting")
+
+
+def test_compose_database_url_is_built_from_the_password_and_the_postgres_service():
+    password = make_password()
+    config = compose_config(example_env(POSTGRES_PASSWORD=password))
+    pg = config["services"]["postgres"]["environment"]
+    assert pg["POSTGRES_PASSWORD"] == password
+    url = urlsplit(config["services"]["bot"]["environment"]["DATABASE_URL"])
+    assert url.scheme in ("postgresql", "postgres")
+    assert (unquote(url.username), unquote(url.password), url.hostname, url.path) == (
+        pg["POSTGRES_USER"], password, "postgres", "/" + pg["POSTGRES_DB"])
+    assert url.hostname in config["services"]
+    assert str(url.port) == published_ports(config["services"]["postgres"])[0][2]  # container port
+
+
+def test_the_host_url_of_the_docs_reaches_the_published_port_with_the_same_password():
+    """.env.example's commented DATABASE_URL, uncommented, read as the bot and migration read .env."""
+    assert HOST_URL in ENV_EXAMPLE and HOST_URL in SETUP
+    password = make_password()
+    text = ENV_EXAMPLE.replace("\nPOSTGRES_PASSWORD=\n", f"\nPOSTGRES_PASSWORD={password}\n")
+    text = text.replace(f"# DATABASE_URL={HOST_URL}", f"DATABASE_URL={HOST_URL}")
+    url = urlsplit(dotenv.dotenv_values(stream=io.StringIO(text))["DATABASE_URL"])
+    ip, host_port, _ = published_ports(compose_config(example_env(POSTGRES_PASSWORD=password))["services"]["postgres"])[0]
+    assert (unquote(url.password), url.hostname, str(url.port)) == (password, ip, host_port)
+    # Compose reads the same line from .env without trouble, and its bot keeps its own URL.
+    env = parse_env_file(text)
+    assert env["DATABASE_URL"] == f"postgresql://xpbot:{password}@127.0.0.1:5432/xpbot"
+    assert urlsplit(compose_config(env)["services"]["bot"]["environment"]["DATABASE_URL"]).hostname == "postgres"
+
+
+def make_password() -> str:
+    """A password made by the command .env.example and POSTGRES_SETUP.md give."""
+    command = 'python3 -c "import secrets; print(secrets.token_urlsafe(24))"'
+    assert command in ENV_EXAMPLE and command in SETUP
+    done = subprocess.run([sys.executable, "-c", shlex.split(command)[2]], capture_output=True, text=True,
+                          timeout=60, check=True)
+    password = done.stdout.strip()
+    assert re.fullmatch(r"[A-Za-z0-9_-]{24,}", password)  # safe in a URL, in .env, in YAML
+    return password
 
 
 def test_compose_bot_stops_with_sigterm_and_a_grace_period():
@@ -184,6 +312,168 @@ def test_compose_bot_health_check_runs_bot_check():
     check = COMPOSE["services"]["bot"]["healthcheck"]
     assert check["test"] == ["CMD", "python", "bot.py", "--check"]
     assert check["interval"].endswith("m")  # it opens a pool and applies the schema: rarely
+
+
+# -- a model of Compose's variable interpolation ---------------------------------------------
+# What `docker compose config` does to the values (not the keys) of the file, per the Compose
+# specification's "Interpolation": $$ is a $; $NAME and ${NAME} the value (unset: "" and a
+# warning); ${NAME:-x} / ${NAME-x} x when unset or empty / unset; ${NAME:?msg} / ${NAME?msg}
+# an error when unset or empty / unset; ${NAME:+x} / ${NAME+x} x when set and not empty / set.
+# The x or msg may hold more ${...}, interpolated even when not used. A $ followed by
+# anything else stays a $; a ${ that is none of these is an invalid interpolation format.
+# Each case in test_interpolation_follows_compose was checked against Docker Compose v2.40.3.
+
+class InterpolationError(ValueError):
+    pass
+
+
+NAMED = re.compile(r"[_A-Za-z][_A-Za-z0-9]*")
+BRACED = re.compile(r"([_A-Za-z][_A-Za-z0-9]*)(?:(:?[-?+])(.*))?", re.S)
+
+
+def interpolate(text: str, env: dict[str, str], unset: set[str] | None = None) -> str:
+    out, i = [], 0
+    while i < len(text):
+        if text[i] != "$":
+            out.append(text[i])
+            i += 1
+        elif text.startswith("$$", i):
+            out.append("$")
+            i += 2
+        elif text.startswith("${", i):
+            end = closing_brace(text, i + 2)
+            out.append(braced(text[i + 2:end], env, unset))
+            i = end + 1
+        elif match := NAMED.match(text, i + 1):
+            out.append(lookup(match.group(), env, unset))
+            i = match.end()
+        else:
+            out.append("$")
+            i += 1
+    return "".join(out)
+
+
+def closing_brace(text: str, start: int) -> int:
+    depth, i = 1, start
+    while i < len(text):
+        if text.startswith("$$", i) or text.startswith("${", i):
+            depth += text[i + 1] == "{"
+            i += 2
+            continue
+        if text[i] == "}":
+            depth -= 1
+            if depth == 0:
+                return i
+        i += 1
+    raise InterpolationError(f"invalid interpolation format: {text!r}")
+
+
+def lookup(name: str, env: dict[str, str], unset: set[str] | None) -> str:
+    if name not in env and unset is not None:
+        unset.add(name)
+    return env.get(name, "")
+
+
+def braced(inner: str, env: dict[str, str], unset: set[str] | None) -> str:
+    match = BRACED.fullmatch(inner)
+    if not match:
+        raise InterpolationError(f"invalid interpolation format: ${{{inner}}}")
+    name, op, arg = match.groups()
+    if op is None:
+        return lookup(name, env, unset)
+    arg = interpolate(arg, env, unset)
+    value = env.get(name)
+    present = value is not None and (value != "" or not op.startswith(":"))
+    if op.endswith("-"):
+        return value if present else arg
+    if op.endswith("+"):
+        return arg if present else ""
+    if not present:
+        raise InterpolationError(f"required variable {name} is missing a value" + (f": {arg}" if arg else ""))
+    return value
+
+
+def compose_config(env: dict[str, str], tree=COMPOSE, unset: set[str] | None = None):
+    """docker-compose.yml (or another tree) as `docker compose config` sees it with these variables."""
+    if isinstance(tree, dict):
+        return {key: compose_config(env, value, unset) for key, value in tree.items()}
+    if isinstance(tree, list):
+        return [compose_config(env, value, unset) for value in tree]
+    return interpolate(tree, env, unset) if isinstance(tree, str) else tree
+
+
+class Recorder(dict):
+    """Variables that answer "set" to every name and remember which were asked for."""
+
+    def __init__(self):
+        super().__init__()
+        self.names: set[str] = set()
+
+    def __contains__(self, name):
+        self.names.add(name)
+        return True
+
+    def get(self, name, default=None):
+        self.names.add(name)
+        return "set"
+
+
+def compose_variables(tree) -> set[str]:
+    """Every variable the file refers to."""
+    recorder = Recorder()
+    compose_config(recorder, tree)
+    return recorder.names
+
+
+def parse_env_file(text: str) -> dict[str, str]:
+    """A .env as Compose reads the plain KEY=value lines .env.example uses (values interpolated
+    with the lines before them)."""
+    env: dict[str, str] = {}
+    for line in text.splitlines():
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        key, sep, value = line.partition("=")
+        assert sep and re.fullmatch(r"[A-Z][A-Z0-9_]*", key), f"not a plain KEY=value line: {line!r}"
+        assert value[:1] not in ("'", '"'), f"quoted value: {line!r}"  # keep .env.example plain
+        env[key] = interpolate(value, env)
+    return env
+
+
+def example_env(**filled_in: str) -> dict[str, str]:
+    """The variables of .env.example, with the blanks the operator fills in."""
+    return {**parse_env_file(ENV_EXAMPLE), **filled_in}
+
+
+@pytest.mark.parametrize("template, expected", [
+    ("$$A", "$A"), ("$A", "a"), ("${A}", "a"), ("$A-b", "a-b"), ("$A$A", "aa"), ("${A}}", "a}"),
+    ("${A:-d}", "a"), ("${E:-d}", "d"), ("${E-d}", ""), ("${U-d}", "d"), ("${U:-${A}x}", "ax"),
+    ("${A:-x}y${A}", "aya"), ("${A:-a}b}", "ab}"), ("${U:-$$}", "$"), ("$${A}", "${A}"),
+    ("${A:+r}", "r"), ("${E:+r}", ""), ("${E+r}", "r"), ("${U+r}", ""), ("${E?msg}", ""), ("${A?}", "a"),
+    ("$1", "$1"), ("x$", "x$"), ("$ A", "$ A"), ("${U}", ""),
+    ("${E:?msg}", InterpolationError("required variable E is missing a value: msg")),
+    ("${U?m ${A}}", InterpolationError("required variable U is missing a value: m a")),
+    ("${E:?}", InterpolationError("required variable E is missing a value")),
+    ("${A:-${U:?m}}", InterpolationError("required variable U is missing a value: m")),
+    ("${A/b/c}", InterpolationError), ("${}", InterpolationError), ("${A", InterpolationError),
+    ("${U:-${A}", InterpolationError), ("${A:=x}", InterpolationError),
+])
+def test_interpolation_follows_compose(template, expected):
+    env = {"A": "a", "E": ""}
+    if isinstance(expected, str):
+        assert interpolate(template, env) == expected
+    else:
+        with pytest.raises(InterpolationError) as raised:
+            interpolate(template, env)
+        if isinstance(expected, InterpolationError):
+            assert str(raised.value) == str(expected)
+
+
+def test_interpolation_reports_unset_variables_and_leaves_keys_alone():
+    unset: set[str] = set()
+    assert compose_config({}, {"x": ["${U}", "$V", "${W:-d}", "$$X"], "${K}": 1}, unset) == {
+        "x": ["", "", "d", "$X"], "${K}": 1}
+    assert unset == {"U", "V"}
 
 
 # -- Fly.io -----------------------------------------------------------------------------------
