@@ -19,7 +19,7 @@ from typing import Any, Callable, Iterable, Sequence
 import asyncpg
 
 from rules import (AUTOCOMPLETE_LIMIT, CHANNEL_KINDS, CHANNELS_MAX, DEFAULT_LEVELUP_MODE, DEFAULTS,
-                   GRANT_MAX, LEVELUP_MODES, UserError, clean_image_url, clean_int, clean_name,
+                   GRANT_MAX, HISTORY_SOURCES, STARTING_XP_MAX, clean_sheet_url, LEVELUP_MODES, UserError, clean_image_url, clean_int, clean_name,
                    NAME_MAX, clean_reason, clean_setting, clean_timezone, close_match_lengths,
                    close_matches, level_for, searchable)
 
@@ -66,6 +66,21 @@ class DuplicateName(UserError):
                          "Pick another name.")
 
 
+class RestoreClash(UserError):
+    """Restoring would give the player two characters in play with one name."""
+
+    def __init__(self, name: str):
+        self.name = name
+        super().__init__(f'You already have a character called "{name}" in play. Rename or retire that '
+                         "one first, then restore this one.")
+
+
+class CharacterRetired(UserError):
+    def __init__(self, name: str):
+        self.name = name
+        super().__init__(f'"{name}" is retired: restore it first to change its XP.')
+
+
 class AmbiguousName(UserError):
     def __init__(self, query: str, candidates: list["Character"]):
         self.query, self.candidates = query, candidates
@@ -104,10 +119,16 @@ class Character:
     char_buffer: int
     image_url: str | None
     active: bool = False
+    sheet_url: str | None = None
+    retired_at: dt.datetime | None = None
 
     @property
     def level(self) -> int:
         return level_for(self.xp)
+
+    @property
+    def retired(self) -> bool:
+        return self.retired_at is not None
 
     @classmethod
     def from_row(cls, row: asyncpg.Record) -> "Character":
@@ -161,9 +182,12 @@ class Award:
 
 
 _CHARACTER_COLUMNS = ("c.id, c.guild_id, c.user_id, c.name, c.xp, c.daily_xp, c.daily_hf, "
-                      "c.char_buffer, c.image_url, "
+                      "c.char_buffer, c.image_url, c.sheet_url, c.retired_at, "
                       "(c.id IS NOT DISTINCT FROM u.active_character_id) AS active")
 _CHARACTER_FROM = "characters c JOIN users u USING (guild_id, user_id)"
+# $n: True, only retired characters; False, only those in play; NULL, both.
+_RETIRED_FILTER = "(${0}::boolean IS NULL OR (c.retired_at IS NOT NULL) = ${0})"
+KEEP: Any = object()  # edit_character: leave this value as it is
 
 
 async def _init_connection(con: asyncpg.Connection) -> None:
@@ -356,10 +380,13 @@ class Database:
 
     # -- characters --------------------------------------------------------
 
-    async def create_character(self, guild_id: int, user_id: int, name: str,
-                               image_url: str | None = None) -> Character:
-        """Create a character and make it the player's active one."""
-        name, image_url = clean_name(name), clean_image_url(image_url)
+    async def create_character(self, guild_id: int, user_id: int, name: str, image_url: str | None = None,
+                               sheet_url: str | None = None, *, starting_xp: int = 0,
+                               created_by: int | None = None) -> Character:
+        """Create a character and make it the player's active one. Starting XP (staff) is
+        recorded in the character's history as given by `created_by`."""
+        name, image_url, sheet_url = clean_name(name), clean_image_url(image_url), clean_sheet_url(sheet_url)
+        starting_xp = clean_int(starting_xp, "Starting XP", 0, STARTING_XP_MAX)
         async with self.pool.acquire() as con, con.transaction():
             # Lock the player's row first (same order as the XP functions).
             await con.execute(
@@ -368,19 +395,28 @@ class Database:
                 guild_id, user_id)
             try:
                 row = await con.fetchrow(
-                    """INSERT INTO characters (guild_id, user_id, name, image_url)
-                       VALUES ($1, $2, $3, $4) RETURNING *""", guild_id, user_id, name, image_url)
+                    """INSERT INTO characters (guild_id, user_id, name, image_url, sheet_url, xp)
+                       VALUES ($1, $2, $3, $4, $5, $6) RETURNING *""",
+                    guild_id, user_id, name, image_url, sheet_url, starting_xp)
             except asyncpg.UniqueViolationError:
                 raise DuplicateName(name) from None
             await con.execute(
                 "UPDATE users SET active_character_id = $3 WHERE guild_id = $1 AND user_id = $2",
                 guild_id, user_id, row["id"])
+            if starting_xp:
+                await con.execute(
+                    """INSERT INTO xp_grants (guild_id, character_id, granted_by, amount, xp_before, xp_after,
+                                              reason, source)
+                       VALUES ($1, $2, $3, $4, 0, $4, 'Starting XP', 'start')""",
+                    guild_id, row["id"], created_by if created_by is not None else user_id, starting_xp)
         return replace(Character.from_row(row), active=True)
 
-    async def list_characters(self, guild_id: int, user_id: int) -> list[Character]:
+    async def list_characters(self, guild_id: int, user_id: int, *, retired: bool = False) -> list[Character]:
+        """The player's characters in play (or, with `retired`, the retired ones), oldest first."""
         rows = await self.pool.fetch(
             f"SELECT {_CHARACTER_COLUMNS} FROM {_CHARACTER_FROM} "
-            "WHERE c.guild_id = $1 AND c.user_id = $2 ORDER BY c.id", guild_id, user_id)
+            "WHERE c.guild_id = $1 AND c.user_id = $2 AND (c.retired_at IS NOT NULL) = $3 ORDER BY c.id",
+            guild_id, user_id, retired)
         return [Character.from_row(r) for r in rows]
 
     async def get_character(self, guild_id: int, character_id: int) -> Character | None:
@@ -389,17 +425,20 @@ class Database:
             "WHERE c.guild_id = $1 AND c.id = $2", guild_id, character_id)
         return Character.from_row(row) if row else None
 
-    async def get_active_character(self, guild_id: int, user_id: int) -> Character | None:
-        row = await self.pool.fetchrow(
+    async def get_active_character(self, guild_id: int, user_id: int, *,
+                                   con: asyncpg.Connection | None = None) -> Character | None:
+        row = await (con or self.pool).fetchrow(
             f"SELECT {_CHARACTER_COLUMNS} FROM {_CHARACTER_FROM} "
             "WHERE u.guild_id = $1 AND u.user_id = $2 AND c.id = u.active_character_id",
             guild_id, user_id)
         return Character.from_row(row) if row else None
 
-    async def find_character(self, guild_id: int, query: str, owner_id: int | None = None) -> Character:
+    async def find_character(self, guild_id: int, query: str, owner_id: int | None = None, *,
+                             retired: bool | None = False) -> Character:
         """The character a user meant: exact name (ignoring case), else the one close match.
 
         With `owner_id` only that player's characters count; without it, the whole guild's.
+        `retired`: False, characters in play; True, retired ones; None, both.
         """
         text = searchable(query).strip()
         if not text:
@@ -407,22 +446,24 @@ class Database:
         rows = await self.pool.fetch(
             f"""SELECT {_CHARACTER_COLUMNS} FROM {_CHARACTER_FROM}
                 WHERE c.guild_id = $1 AND lower(c.name) = lower($2)
-                  AND ($3::bigint IS NULL OR c.user_id = $3) ORDER BY c.id""", guild_id, text, owner_id)
+                  AND ($3::bigint IS NULL OR c.user_id = $3) AND {_RETIRED_FILTER.format(4)}
+                ORDER BY c.id""", guild_id, text, owner_id, retired)
         if not rows and len(text) <= NAME_MAX:
-            rows = await self._close_matches(guild_id, text, owner_id)
+            rows = await self._close_matches(guild_id, text, owner_id, retired)
         if len(rows) == 1:
             return Character.from_row(rows[0])
         if not rows:
             raise CharacterNotFound(text[:NAME_MAX], own=owner_id is not None)
         raise AmbiguousName(text[:NAME_MAX], [Character.from_row(r) for r in rows[:5]])
 
-    async def _close_matches(self, guild_id: int, text: str, owner_id: int | None) -> list[asyncpg.Record]:
+    async def _close_matches(self, guild_id: int, text: str, owner_id: int | None,
+                             retired: bool | None) -> list[asyncpg.Record]:
         """The characters whose name `text` is a close misspelling of (rules.close_matches)."""
         low, high = close_match_lengths(len(text.casefold()))
         rows = await self.pool.fetch(  # casefold() may triple a name's length: hence low // 3
             f"""SELECT {_CHARACTER_COLUMNS} FROM {_CHARACTER_FROM}
-                WHERE c.guild_id = $1 AND ($2::bigint IS NULL OR c.user_id = $2)
-                  AND char_length(c.name) BETWEEN $3 AND $4""", guild_id, owner_id, low // 3, high)
+                WHERE c.guild_id = $1 AND ($2::bigint IS NULL OR c.user_id = $2) AND {_RETIRED_FILTER.format(5)}
+                  AND char_length(c.name) BETWEEN $3 AND $4""", guild_id, owner_id, low // 3, high, retired)
         by_key: dict[str, list] = {}
         for r in rows:
             by_key.setdefault(r["name"].casefold(), []).append(r)
@@ -431,55 +472,171 @@ class Database:
                  else close_matches(text, names))
         return [r for key in close for r in by_key[key]]
 
-    async def character_choices(self, guild_id: int, query: str, owner_id: int | None = None,
-                                 limit: int = AUTOCOMPLETE_LIMIT) -> list[Character]:
+    async def character_choices(self, guild_id: int, query: str, owner_id: int | None = None, *,
+                                retired: bool | None = False, limit: int = AUTOCOMPLETE_LIMIT) -> list[Character]:
         """Autocomplete: names starting with, then containing, what was typed."""
         typed = searchable(query).strip().lower()[:NAME_MAX]
-        scope = "AND c.user_id = $5" if owner_id is not None else ""
-        args = (guild_id, _like_escape(typed), typed, limit)
-        args += (owner_id,) if owner_id is not None else ()
         rows = await self.pool.fetch(
             f"""SELECT {_CHARACTER_COLUMNS} FROM {_CHARACTER_FROM}
-                WHERE c.guild_id = $1 {scope} AND lower(c.name) LIKE '%' || $2 || '%'
+                WHERE c.guild_id = $1 AND ($5::bigint IS NULL OR c.user_id = $5) AND {_RETIRED_FILTER.format(6)}
+                  AND lower(c.name) LIKE '%' || $2 || '%'
                 ORDER BY NOT starts_with(lower(c.name), $3), lower(c.name), c.id
-                LIMIT $4""", *args)
+                LIMIT $4""", guild_id, _like_escape(typed), typed, limit, owner_id, retired)
         return [Character.from_row(r) for r in rows]
 
     async def set_active(self, guild_id: int, user_id: int, character_id: int) -> Character:
         row = await self.pool.fetchrow(
             """UPDATE users u SET active_character_id = c.id FROM characters c
-               WHERE u.guild_id = $1 AND u.user_id = $2
+               WHERE u.guild_id = $1 AND u.user_id = $2 AND c.retired_at IS NULL
                  AND c.id = $3 AND c.guild_id = u.guild_id AND c.user_id = u.user_id
                RETURNING c.*, true AS active""", guild_id, user_id, character_id)
         if row is None:
             raise CharacterNotFound()
         return Character.from_row(row)
 
+    async def edit_character(self, guild_id: int, character_id: int, *, owner_id: int | None,
+                             name: str | None = None, image_url: Any = KEEP,
+                             sheet_url: Any = KEEP) -> tuple[Character, Character]:
+        """Rename a character in play or change its links (None clears one; KEEP leaves it).
+        `owner_id`: only that player's character (None: staff, any). Returns (before, after)."""
+        changes: dict[str, Any] = {}
+        if name is not None:
+            changes["name"] = clean_name(name)
+        if image_url is not KEEP:
+            changes["image_url"] = clean_image_url(image_url)
+        if sheet_url is not KEEP:
+            changes["sheet_url"] = clean_sheet_url(sheet_url)
+        if not changes:
+            raise UserError("Give at least one of name, image_url or sheet_url to change.")
+        sets = ", ".join(f"{column} = ${i + 4}" for i, column in enumerate(changes))  # columns: constants
+        try:
+            row = await self.pool.fetchrow(
+                f"""WITH old AS (SELECT * FROM characters WHERE guild_id = $1 AND id = $2 AND retired_at IS NULL
+                                   AND ($3::bigint IS NULL OR user_id = $3) FOR UPDATE)
+                    UPDATE characters c SET {sets} FROM old WHERE c.id = old.id
+                    RETURNING c.*, to_jsonb(old) AS before""", guild_id, character_id, owner_id, *changes.values())
+        except asyncpg.UniqueViolationError:
+            raise DuplicateName(changes["name"]) from None
+        if row is None:
+            raise CharacterNotFound(own=owner_id is not None)
+        before = dict(row["before"])
+        before["retired_at"] = None
+        return Character.from_row(before), Character.from_row(row)
+
+    async def _hand_over_active(self, con: asyncpg.Connection, guild_id: int, user_id: int) -> Character | None:
+        """Make the player's oldest character in play active (or none); returns it."""
+        row = await con.fetchrow(
+            f"""WITH next AS (SELECT id FROM characters WHERE guild_id = $1 AND user_id = $2 AND retired_at IS NULL
+                              ORDER BY created_at, id LIMIT 1),
+                     upd AS (UPDATE users SET active_character_id = (SELECT id FROM next)
+                             WHERE guild_id = $1 AND user_id = $2)
+                SELECT {_CHARACTER_COLUMNS.replace('(c.id IS NOT DISTINCT FROM u.active_character_id)', 'true')}
+                  FROM characters c WHERE c.id = (SELECT id FROM next)""", guild_id, user_id)
+        return Character.from_row(row) if row else None
+
+    async def _lock_owner(self, con: asyncpg.Connection, guild_id: int, character_id: int,
+                          owner_id: int | None) -> tuple[int, int | None]:
+        """Lock the row of the character's player (the XP functions' lock order) and return
+        (player, their active character); CharacterNotFound when it isn't theirs or is gone."""
+        row = await con.fetchrow(
+            """SELECT u.user_id, u.active_character_id FROM users u
+                WHERE u.guild_id = $1 AND u.user_id = (SELECT user_id FROM characters WHERE guild_id = $1 AND id = $2)
+                  AND ($3::bigint IS NULL OR u.user_id = $3)
+                FOR UPDATE""", guild_id, character_id, owner_id)
+        if row is None:
+            raise CharacterNotFound(own=owner_id is not None)
+        return row["user_id"], row["active_character_id"]
+
     async def delete_character(self, guild_id: int, user_id: int,
                                character_id: int) -> tuple[Character, Character | None]:
         """Delete one of the player's characters. Returns (deleted, active afterwards)."""
         async with self.pool.acquire() as con, con.transaction():
-            active_id = await con.fetchval(
-                """SELECT active_character_id FROM users
-                   WHERE guild_id = $1 AND user_id = $2 FOR UPDATE""", guild_id, user_id)
+            _, active_id = await self._lock_owner(con, guild_id, character_id, user_id)
             row = await con.fetchrow(
                 "DELETE FROM characters WHERE guild_id = $1 AND user_id = $2 AND id = $3 RETURNING *",
                 guild_id, user_id, character_id)
             if row is None:
                 raise CharacterNotFound()
-            if active_id == character_id:
-                new_active = await con.fetchrow(
-                    """UPDATE users u SET active_character_id = c.id
-                       FROM (SELECT id FROM characters WHERE guild_id = $1 AND user_id = $2
-                             ORDER BY created_at, id LIMIT 1) c
-                       WHERE u.guild_id = $1 AND u.user_id = $2 RETURNING c.id""", guild_id, user_id)
-                active_id = new_active["id"] if new_active else None
-            active = None
-            if active_id is not None:
-                active_row = await con.fetchrow(
-                    "SELECT *, true AS active FROM characters WHERE id = $1", active_id)
-                active = Character.from_row(active_row)
+            active = await self._hand_over_active(con, guild_id, user_id) if active_id == character_id \
+                else await self.get_active_character(guild_id, user_id, con=con)
         return replace(Character.from_row(row), active=False), active
+
+    async def retire_character(self, guild_id: int, character_id: int, *,
+                               owner_id: int | None) -> tuple[Character, Character | None]:
+        """Retire a character in play (`owner_id`: only theirs; None: staff, any). It keeps its
+        XP and history. Returns (retired, the player's active character afterwards)."""
+        async with self.pool.acquire() as con, con.transaction():
+            user_id, active_id = await self._lock_owner(con, guild_id, character_id, owner_id)
+            row = await con.fetchrow(
+                """UPDATE characters SET retired_at = now()
+                   WHERE guild_id = $1 AND id = $2 AND retired_at IS NULL RETURNING *""", guild_id, character_id)
+            if row is None:
+                raise CharacterNotFound(own=owner_id is not None)
+            active = await self._hand_over_active(con, guild_id, user_id) if active_id == character_id \
+                else await self.get_active_character(guild_id, user_id, con=con)
+        return Character.from_row(row), active
+
+    async def unretire_character(self, guild_id: int, character_id: int, *, owner_id: int | None) -> Character:
+        """Bring a retired character back into play (not made active)."""
+        async with self.pool.acquire() as con, con.transaction():
+            await self._lock_owner(con, guild_id, character_id, owner_id)
+            try:
+                row = await con.fetchrow(
+                    """UPDATE characters SET retired_at = NULL
+                       WHERE guild_id = $1 AND id = $2 AND retired_at IS NOT NULL RETURNING *""",
+                    guild_id, character_id)
+            except asyncpg.UniqueViolationError:
+                name = await con.fetchval("SELECT name FROM characters WHERE id = $1", character_id)
+                raise RestoreClash(name) from None
+            if row is None:
+                raise CharacterNotFound(own=owner_id is not None)
+        return Character.from_row(row)
+
+    async def player_summary(self, guild_id: int, user_id: int) -> dict[str, int]:
+        """What the player has in this guild: characters (retired too), XP, history entries."""
+        row = await self.pool.fetchrow(
+            """SELECT count(c.id) AS characters, count(c.retired_at) AS retired,
+                      COALESCE(sum(c.xp), 0)::bigint AS xp,
+                      (SELECT count(*) FROM xp_grants g JOIN characters gc ON gc.id = g.character_id
+                        WHERE gc.guild_id = $1 AND gc.user_id = $2) AS history,
+                      EXISTS (SELECT 1 FROM users WHERE guild_id = $1 AND user_id = $2) AS known
+                 FROM characters c WHERE c.guild_id = $1 AND c.user_id = $2""", guild_id, user_id)
+        return dict(row)
+
+    async def purge_player(self, guild_id: int, user_id: int) -> dict[str, int]:
+        """Delete everything the player has in this guild, in one transaction; returns what went."""
+        async with self.pool.acquire() as con, con.transaction():
+            await con.execute("SELECT 1 FROM users WHERE guild_id = $1 AND user_id = $2 FOR UPDATE",
+                              guild_id, user_id)
+            row = await con.fetchrow(
+                """WITH gone_history AS (
+                        DELETE FROM xp_grants g USING characters c
+                         WHERE g.character_id = c.id AND c.guild_id = $1 AND c.user_id = $2 RETURNING g.id),
+                        gone_characters AS (
+                        DELETE FROM characters WHERE guild_id = $1 AND user_id = $2 RETURNING id, xp),
+                        gone_player AS (
+                        DELETE FROM users WHERE guild_id = $1 AND user_id = $2 RETURNING user_id)
+                   SELECT (SELECT count(*) FROM gone_characters) AS characters,
+                          (SELECT COALESCE(sum(xp), 0) FROM gone_characters)::bigint AS xp,
+                          (SELECT count(*) FROM gone_history) AS history,
+                          (SELECT count(*) FROM gone_player) AS players""", guild_id, user_id)
+        if not row["players"]:
+            raise UserError("That player has nothing in this server: nothing was purged.")
+        return dict(row)
+
+    async def known_players(self, guild_id: int, query: str, limit: int = AUTOCOMPLETE_LIMIT) -> list[asyncpg.Record]:
+        """Players of the guild (they may have left Discord's server) whose id or a character's
+        name holds `query`: user_id, characters, a few names."""
+        typed = searchable(query).strip().lower()[:NAME_MAX]
+        return await self.pool.fetch(
+            """SELECT u.user_id, count(c.id) AS characters,
+                      string_agg(c.name, ', ' ORDER BY c.id) FILTER (WHERE c.retired_at IS NULL) AS names
+                 FROM users u LEFT JOIN characters c USING (guild_id, user_id)
+                WHERE u.guild_id = $1
+                GROUP BY u.user_id
+               HAVING $2 = '' OR u.user_id::text LIKE $3 || '%'
+                      OR bool_or(lower(c.name) LIKE '%' || $4 || '%')
+                ORDER BY u.user_id LIMIT $5""", guild_id, typed, typed, _like_escape(typed), limit)
 
     # -- XP ----------------------------------------------------------------
 
@@ -521,31 +678,38 @@ class Database:
                      row["gained"], row["xp_before"], row["xp_after"])
 
     async def grant_xp(self, guild_id: int, character_id: int, amount: int, granted_by: int,
-                       reason: str | None = None) -> Award:
-        """Add (or remove) XP as staff; XP stays within 0..XP_MAX. Recorded with who and why."""
+                       reason: str | None = None, *, source: str = "grant", ref_id: int | None = None,
+                       con: asyncpg.Connection | None = None) -> Award:
+        """Add (or remove) XP for a character in play; XP stays within 0..XP_MAX. Recorded in
+        its history with who, why and where from (`source`: rules.HISTORY_SOURCES)."""
         amount = clean_int(amount, "The amount", -GRANT_MAX, GRANT_MAX)
         if amount == 0:
             raise UserError("The amount can't be 0: use a positive number to add XP, negative to remove.")
+        assert source in HISTORY_SOURCES
         reason = clean_reason(reason)
-        row = await self.pool.fetchrow(
-            """WITH old AS (SELECT id, xp FROM characters WHERE guild_id = $1 AND id = $2 FOR UPDATE),
+        row = await (con or self.pool).fetchrow(
+            """WITH old AS (SELECT id, xp, retired_at FROM characters WHERE guild_id = $1 AND id = $2 FOR UPDATE),
                     upd AS (UPDATE characters c SET xp = LEAST(GREATEST(c.xp + $3, 0), xp_max())
-                            FROM old WHERE c.id = old.id
+                            FROM old WHERE c.id = old.id AND old.retired_at IS NULL
                             RETURNING c.id, c.name, c.user_id, old.xp AS xp_before, c.xp AS xp_after),
                     logged AS (INSERT INTO xp_grants (guild_id, character_id, granted_by, amount,
-                                                      xp_before, xp_after, reason)
-                               SELECT $1, id, $4, $3, xp_before, xp_after, $5 FROM upd)
-               SELECT * FROM upd""", guild_id, character_id, amount, granted_by, reason)
-        if row is None:
+                                                      xp_before, xp_after, reason, source, ref_id)
+                               SELECT $1, id, $4, $3, xp_before, xp_after, $5, $6, $7 FROM upd)
+               SELECT upd.*, (SELECT name FROM characters WHERE id = (SELECT id FROM old)) AS retired_name
+                 FROM (SELECT 1) one LEFT JOIN upd ON true""",
+            guild_id, character_id, amount, granted_by, reason, source, ref_id)
+        if row["id"] is None:
+            if row["retired_name"] is not None:
+                raise CharacterRetired(row["retired_name"])
             raise CharacterNotFound(own=False)
         return Award("awarded", row["id"], row["name"], row["user_id"],
                      row["xp_after"] - row["xp_before"], row["xp_before"], row["xp_after"])
 
     async def grant_history(self, guild_id: int, character_id: int,
                             limit: int = 10) -> list[asyncpg.Record]:
-        """The character's most recent staff grants, newest first."""
+        """The character's most recent XP history (grants, starting XP, requests, quests), newest first."""
         return await self.pool.fetch(
-            """SELECT granted_by, amount, xp_before, xp_after, reason, created_at FROM xp_grants
+            """SELECT granted_by, amount, xp_before, xp_after, reason, source, ref_id, created_at FROM xp_grants
                WHERE guild_id = $1 AND character_id = $2
                ORDER BY created_at DESC, id DESC LIMIT $3""", guild_id, character_id, limit)
 
@@ -554,10 +718,11 @@ class Database:
         """One page of the guild's characters by XP (ties: oldest first), and how many there are."""
         async with self.pool.acquire() as con:
             rows = await con.fetch(
-                """SELECT c.*, false AS active FROM characters c WHERE c.guild_id = $1
+                """SELECT c.*, false AS active FROM characters c WHERE c.guild_id = $1 AND c.retired_at IS NULL
                    ORDER BY c.xp DESC, c.id LIMIT $2 OFFSET $3""",
                 guild_id, per_page, max(page, 0) * per_page)
-            total = await con.fetchval("SELECT count(*) FROM characters WHERE guild_id = $1", guild_id)
+            total = await con.fetchval(
+                "SELECT count(*) FROM characters WHERE guild_id = $1 AND retired_at IS NULL", guild_id)
         return [Character.from_row(r) for r in rows], total
 
     async def prune_processed_messages(self, older_than: dt.timedelta = dt.timedelta(days=1),
@@ -608,7 +773,7 @@ class Database:
                 """INSERT INTO characters (guild_id, user_id, name, xp, daily_xp, daily_hf, char_buffer, image_url)
                    SELECT $1, user_id, name, xp, daily_xp, daily_hf, char_buffer, image_url
                      FROM mig_characters ORDER BY user_id, ord
-                   ON CONFLICT (guild_id, user_id, lower(name)) DO UPDATE
+                   ON CONFLICT (guild_id, user_id, lower(name)) WHERE retired_at IS NULL DO UPDATE
                       SET name = EXCLUDED.name, xp = EXCLUDED.xp, daily_xp = EXCLUDED.daily_xp,
                           daily_hf = EXCLUDED.daily_hf, char_buffer = EXCLUDED.char_buffer,
                           image_url = EXCLUDED.image_url""", guild_id)

@@ -29,6 +29,7 @@ URL_MAX = 2000                    # characters in an image URL
 XP_MAX = 1_000_000_000_000        # no character holds more XP (schema: CHECK and xp_max())
 GRANT_MAX = 1_000_000_000         # one grant moves at most this much either way
 REASON_MAX = 500                  # characters kept of a grant's reason
+STARTING_XP_MAX = 355_000         # staff may create a character with up to this much XP (level 20)
 CHANNELS_MAX = 100                # tracked channels of each kind per guild
 AUTOCOMPLETE_LIMIT = 25           # Discord shows at most 25 choices
 CLOSE_MATCH_CUTOFF = 0.8          # how alike a misspelt name must be (difflib ratio)
@@ -52,6 +53,9 @@ SETTINGS = {s.key: s for s in (
     Setting("daily_hf_cap", "The daily HF XP cap", 10, 1),
 )}
 DEFAULTS = {key: s.default for key, s in SETTINGS.items()}
+
+# What an entry of a character's XP history came from (schema: xp_grants.source CHECK).
+HISTORY_SOURCES = {"grant": "grant", "start": "starting XP", "request": "approved request", "quest": "quest"}
 
 # The kinds of tracked channel and the config column holding each.
 CHANNEL_KINDS = {"rp": "rp_channels", "hf": "hf_channels"}
@@ -129,21 +133,28 @@ def fit_name(raw: str) -> str:
 _URL = re.compile(r"^https?://[^\s/?#\x00-\x1f\x7f]+[^\s\x00-\x1f\x7f]*$", re.IGNORECASE)
 
 
-def clean_image_url(raw: object) -> str | None:
-    """An http(s) image URL, None for "no image", or UserError."""
+def clean_url(raw: object, what: str = "The image URL", example: str = "https://example.com/luna.png") -> str | None:
+    """An http(s) link, None for "none", or UserError."""
     if raw is None:
         return None
     if not isinstance(raw, str):
-        raise UserError("The image URL must be text.")
+        raise UserError(f"{what} must be text.")
     url = raw.strip()
     if not url:
         return None
     if len(url) > URL_MAX:
-        raise UserError(f"That image URL is too long; use one of at most {URL_MAX} characters.")
+        raise UserError(f"{what} is too long; use one of at most {URL_MAX} characters.")
     if not _URL.match(url):
-        raise UserError("The image URL must start with http:// or https:// and contain no spaces, "
-                        "e.g. https://example.com/luna.png")
+        raise UserError(f"{what} must start with http:// or https:// and contain no spaces, e.g. {example}")
     return url
+
+
+def clean_image_url(raw: object) -> str | None:
+    return clean_url(raw)
+
+
+def clean_sheet_url(raw: object) -> str | None:
+    return clean_url(raw, "The sheet URL", "https://docs.google.com/document/d/…")
 
 
 @lru_cache(maxsize=1)

@@ -62,9 +62,18 @@ CREATE TABLE IF NOT EXISTS characters (
     UNIQUE (guild_id, user_id, id)
 );
 
--- Names are unique per player per guild, ignoring case: the database's job.
-CREATE UNIQUE INDEX IF NOT EXISTS characters_owner_name_key
-    ON characters (guild_id, user_id, lower(name));
+-- Profiles and retiring (added in schema version 2; ADD COLUMN IF NOT EXISTS upgrades a
+-- version-1 database in place). A retired character keeps its XP and history but earns
+-- nothing; retired_at is NULL for a character in play.
+ALTER TABLE characters ADD COLUMN IF NOT EXISTS sheet_url text
+    CHECK (sheet_url ~* '^https?://[^[:space:]]+$');
+ALTER TABLE characters ADD COLUMN IF NOT EXISTS retired_at timestamptz;
+
+-- Names are unique per player per guild among characters in play, ignoring case: the
+-- database's job. (Version 1 made them unique among all; that index is replaced.)
+CREATE UNIQUE INDEX IF NOT EXISTS characters_owner_live_name_key
+    ON characters (guild_id, user_id, lower(name)) WHERE retired_at IS NULL;
+DROP INDEX IF EXISTS characters_owner_name_key;
 -- HF events name a character guild-wide.
 CREATE INDEX IF NOT EXISTS characters_guild_name_idx ON characters (guild_id, lower(name));
 -- Leaderboard and "oldest remaining" fallback.
@@ -83,6 +92,11 @@ CREATE TABLE IF NOT EXISTS xp_grants (
     created_at   timestamptz NOT NULL DEFAULT now()
 );
 CREATE INDEX IF NOT EXISTS xp_grants_character_idx ON xp_grants (character_id, created_at DESC);
+-- Since version 2 the history holds every XP change made by a person, not only grants:
+-- `source` says which (rules.HISTORY_SOURCES), `ref_id` the request or quest behind it.
+ALTER TABLE xp_grants ADD COLUMN IF NOT EXISTS source text NOT NULL DEFAULT 'grant'
+    CHECK (source IN ('grant', 'start', 'request', 'quest'));
+ALTER TABLE xp_grants ADD COLUMN IF NOT EXISTS ref_id bigint;
 
 -- Messages already counted, so a redelivered or retried event is counted once.
 -- Keys are Discord snowflakes (time-ordered), pruned after a day.
@@ -188,7 +202,7 @@ BEGIN
                LEAST((ch.char_buffer + p_length) / cfg.char_per_rp,
                      GREATEST(cfg.daily_rp_cap - ch.daily_xp, 0))::integer AS gain,
                ((ch.char_buffer + p_length) % cfg.char_per_rp)::integer AS rest
-          FROM characters ch WHERE ch.id = u.active_character_id FOR NO KEY UPDATE
+          FROM characters ch WHERE ch.id = u.active_character_id AND ch.retired_at IS NULL FOR NO KEY UPDATE
     )
     UPDATE characters ch
        SET xp = LEAST(ch.xp + step.gain, xp_max()),
@@ -197,6 +211,9 @@ BEGIN
       FROM step
      WHERE ch.id = step.id
     RETURNING 'awarded'::text, ch.id, ch.name, step.gain, step.xp, ch.xp, ch.daily_xp, ch.char_buffer;
+    IF NOT FOUND THEN  -- the active character is not in play (never left so by retiring)
+        RETURN QUERY SELECT 'no_character', NULL::bigint, NULL::text, 0, NULL::bigint, NULL::bigint, NULL::integer, NULL::integer;
+    END IF;
 END
 $$;
 
@@ -240,7 +257,8 @@ BEGIN
         RETURN;
     END IF;
     SELECT array_agg(ch.id ORDER BY ch.id) INTO matches
-      FROM characters ch WHERE ch.guild_id = p_guild AND lower(ch.name) = lower(btrim(p_name));
+      FROM characters ch WHERE ch.guild_id = p_guild AND lower(ch.name) = lower(btrim(p_name))
+                           AND ch.retired_at IS NULL;
     IF matches IS NULL THEN
         RETURN QUERY SELECT 'unknown_character', NULL::bigint, NULL::text, NULL::bigint, 0, NULL::bigint, NULL::bigint, NULL::integer;
         RETURN;
@@ -264,7 +282,7 @@ BEGIN
         SELECT ch.id, ch.xp,
                LEAST(cfg.hf_attempt_xp + CASE WHEN p_success THEN cfg.hf_success_xp ELSE 0 END,
                      GREATEST(cfg.daily_hf_cap - ch.daily_hf, 0))::integer AS gain
-          FROM characters ch WHERE ch.id = target.id FOR NO KEY UPDATE
+          FROM characters ch WHERE ch.id = target.id AND ch.retired_at IS NULL FOR NO KEY UPDATE
     )
     UPDATE characters ch
        SET xp = LEAST(ch.xp + step.gain, xp_max()),
@@ -272,7 +290,7 @@ BEGIN
       FROM step
      WHERE ch.id = step.id
     RETURNING 'awarded'::text, ch.id, ch.name, ch.user_id, step.gain, step.xp, ch.xp, ch.daily_hf;
-    IF NOT FOUND THEN  -- deleted between the lookup and the lock
+    IF NOT FOUND THEN  -- deleted or retired between the lookup and the lock
         RETURN QUERY SELECT 'unknown_character', NULL::bigint, NULL::text, NULL::bigint, 0, NULL::bigint, NULL::bigint, NULL::integer;
     END IF;
 END
@@ -288,4 +306,4 @@ $$;
 CREATE OR REPLACE TRIGGER config_changed AFTER INSERT OR UPDATE OR DELETE ON config
     FOR EACH ROW EXECUTE FUNCTION xp_config_changed();
 
-INSERT INTO schema_version (version) VALUES (1) ON CONFLICT DO NOTHING;
+INSERT INTO schema_version (version) VALUES (1), (2) ON CONFLICT DO NOTHING;
