@@ -7,6 +7,7 @@ import datetime as dt
 import asyncpg
 import pytest
 
+import helpers
 from database import AmbiguousName, CharacterNotFound, Database, DuplicateName, GuildConfig
 from rules import UserError
 
@@ -31,10 +32,8 @@ async def state(db: Database, guild: int = G) -> list[tuple]:
 
 async def snapshot(db: Database) -> dict[str, list]:
     """Every row of every table, to show a refusal changed nothing."""
-    out = {}
-    for table in ("config", "users", "characters", "xp_grants", "processed_messages", "settings_log"):
-        out[table] = sorted((tuple(r) for r in await db.pool.fetch(f"SELECT * FROM {table}")), key=repr)
-    return out
+    return await helpers.snapshot(
+        db, ("config", "users", "characters", "xp_grants", "processed_messages", "settings_log"))
 
 
 # -- Guilds -------------------------------------------------------------------
@@ -51,15 +50,11 @@ async def test_first_change_on_a_fresh_database_creates_the_row_and_keeps_the_ch
     assert (await db.get_config(G)).char_per_rp == 100
 
 
-async def test_concurrent_first_changes_to_a_new_guild_are_all_kept(db, database_url):
-    other = Database(database_url, max_size=4)
-    await other.connect()
-    try:
-        await asyncio.gather(db.set_rp_rate(G, 77), other.set_rp_cap(G, 3),
-                             db.add_channel(G, "rp", RP), other.add_channel(G, "hf", HF),
-                             db.set_hf(G, attempt_xp=2), other.add_channel(G, "rp", OTHER))
-    finally:
-        await other.close()
+async def test_concurrent_first_changes_to_a_new_guild_are_all_kept(db, second_process):
+    other = second_process
+    await asyncio.gather(db.set_rp_rate(G, 77), other.set_rp_cap(G, 3),
+                         db.add_channel(G, "rp", RP), other.add_channel(G, "hf", HF),
+                         db.set_hf(G, attempt_xp=2), other.add_channel(G, "rp", OTHER))
     cfg = await db.get_config(G)
     assert (cfg.char_per_rp, cfg.daily_rp_cap, cfg.hf_attempt_xp) == (77, 3, 2)
     assert sorted(cfg.rp_channels) == [RP, OTHER] and cfg.hf_channels == (HF,)
@@ -621,21 +616,16 @@ async def test_grant_history_lists_a_characters_grants_newest_first(db):
         (5, "c"), (-3, None), (10, "a")]
 
 
-async def test_tracked_channel_cache_is_invalidated_across_processes(db, database_url):
-    other = Database(database_url, max_size=2)
-    await other.connect()
-    try:
-        assert await other.tracked_channels(G) == (frozenset(), frozenset())
-        await db.add_channel(G, "rp", RP)          # another process changes the config
-        for _ in range(100):                       # the NOTIFY arrives asynchronously
-            if await other.tracked_channels(G) == (frozenset({RP}), frozenset()):
-                break
-            await asyncio.sleep(0.02)
-        assert await other.tracked_channels(G) == (frozenset({RP}), frozenset())
-        await other.remove_channel(G, "rp", RP)    # this process: forgotten at once
-        assert await other.tracked_channels(G) == (frozenset(), frozenset())
-    finally:
-        await other.close()
+async def test_tracked_channel_cache_is_invalidated_across_processes(db, second_process):
+    other = second_process
+    assert await other.tracked_channels(G) == (frozenset(), frozenset())
+    await db.add_channel(G, "rp", RP)          # another process changes the config
+
+    async def other_tracks_rp():
+        return await other.tracked_channels(G) == (frozenset({RP}), frozenset())
+    await helpers.eventually(other_tracks_rp, "the other process tracking the channel")  # NOTIFY is async
+    await other.remove_channel(G, "rp", RP)    # this process: forgotten at once
+    assert await other.tracked_channels(G) == (frozenset(), frozenset())
 
 
 async def test_a_burst_of_messages_on_a_cold_cache_reads_the_config_once(db):

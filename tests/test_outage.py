@@ -3,15 +3,12 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import os
-import shutil
-import tempfile
-from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 
 from database import Database, DatabaseUnavailable, RPMessage, is_unavailable
-from local_postgres import LocalPostgres
+from helpers import setup_guild
 from xp_queue import XPQueue
 
 G, RP = 8001, 81
@@ -20,29 +17,10 @@ PLAYERS = [8100 + i for i in range(10)]
 NOW = dt.datetime(2026, 6, 15, 12, 0, tzinfo=dt.timezone.utc)
 
 
-@pytest.fixture
-def own_server():
-    """A PostgreSQL server this test may stop and start (not the shared one)."""
-    work = Path(tempfile.mkdtemp(prefix="xpbot-outage-"))
-    os.chmod(work, 0o755)
-    server = LocalPostgres(work / "data", throwaway=True)
-    server.start()
-    try:
-        yield server
-    finally:
-        try:
-            server.stop()
-        finally:
-            shutil.rmtree(work, ignore_errors=True)
-
-
 async def prepare(db: Database) -> None:
-    await db.add_channel(G, "rp", RP)
-    await db.add_channel(G, "hf", RP)
-    await db.set_rp_rate(G, RATE)
-    await db.set_rp_cap(G, 1_000_000)
-    for p in PLAYERS:
-        await db.create_character(G, p, f"P{p}")
+    """One channel tracked for RP and HF, one XP per RATE characters, no cap to speak of."""
+    await setup_guild(db, G, rp=[RP], hf=[RP], rate=RATE, cap=1_000_000,
+                      characters=[(p, f"P{p}") for p in PLAYERS])
 
 
 async def xp_by_player(db: Database) -> dict[int, int]:
@@ -137,30 +115,25 @@ class CuttingProxy:
         self.server.close()
 
 
-async def test_an_award_whose_reply_was_lost_is_retried_and_counted_once(database_url):
-    direct = Database(database_url, max_size=2)
-    await direct.connect()
-    await direct.pool.execute("TRUNCATE config, users, characters, processed_messages CASCADE")
-    await prepare(direct)
-    from urllib.parse import urlsplit
+async def test_an_award_whose_reply_was_lost_is_retried_and_counted_once(db, database_url):
+    await prepare(db)
     proxy = CuttingProxy(urlsplit(database_url).port)
     port = await proxy.start()
     proxied_url = database_url.replace(f":{urlsplit(database_url).port}/", f":{port}/")
-    db = Database(proxied_url, min_size=1, max_size=1)
-    await db.connect()
-    pending = XPQueue(db, retry_delay=0.05)
+    proxied = Database(proxied_url, min_size=1, max_size=1)
+    await proxied.connect()
+    pending = XPQueue(proxied, retry_delay=0.05)
     try:
         proxy.cut_next_reply = True
         first = await pending.rp(RPMessage(G, RP, None, PLAYERS[0], 30, 777), at=NOW)
         assert first is None and proxy.cuts == 1          # the bot saw a lost connection
         assert await pending.drain(timeout=30)
-        assert (await xp_by_player(direct))[PLAYERS[0]] == 3  # committed once, not twice
+        assert (await xp_by_player(db))[PLAYERS[0]] == 3  # committed once, not twice
         again = await pending.rp(RPMessage(G, RP, None, PLAYERS[0], 30, 777))
         assert again.status == "duplicate"
     finally:
-        await db.close()
+        await proxied.close()
         await proxy.close()
-        await direct.close()
 
 
 async def test_pending_events_survive_a_shutdown_in_a_spool_file(own_server, tmp_path):
