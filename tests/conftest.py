@@ -65,22 +65,16 @@ def database_url(make_database):
 @pytest.fixture
 async def db(database_url):
     """A connected Database on empty tables."""
-    database = Database(database_url, min_size=1, max_size=10)
-    await database.connect()
-    await database.pool.execute(f"TRUNCATE {TABLES} RESTART IDENTITY CASCADE")
-    try:
+    async with Database(database_url, min_size=1, max_size=10) as database:
+        await database.pool.execute(f"TRUNCATE {TABLES} RESTART IDENTITY CASCADE")
         yield database
-    finally:
-        await database.close()
 
 
 @pytest.fixture
 async def second_process(database_url):
     """A second, independent pool on the same database: another bot process."""
-    other = Database(database_url, min_size=8, max_size=8)
-    await other.connect()
-    yield other
-    await other.close()
+    async with Database(database_url, min_size=8, max_size=8) as other:
+        yield other
 
 
 @pytest.fixture

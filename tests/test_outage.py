@@ -23,15 +23,21 @@ async def prepare(db: Database) -> None:
                       characters=[(p, f"P{p}") for p in PLAYERS])
 
 
+async def prepared(url: str, max_size: int) -> Database:
+    """A connected Database on `url`, prepared."""
+    db = Database(url, max_size=max_size)
+    await db.connect()
+    await prepare(db)
+    return db
+
+
 async def xp_by_player(db: Database) -> dict[int, int]:
     rows = await db.pool.fetch("SELECT user_id, xp FROM characters WHERE guild_id = $1", G)
     return {r["user_id"]: r["xp"] for r in rows}
 
 
 async def test_postgres_restart_under_a_stream_of_messages_loses_no_xp(own_server):
-    db = Database(own_server.url, max_size=4)
-    await db.connect()
-    await prepare(db)
+    db = await prepared(own_server.url, max_size=4)
     pending = XPQueue(db, retry_delay=0.1)
     sent: dict[int, int] = {p: 0 for p in PLAYERS}
     kept = 0
@@ -62,9 +68,7 @@ async def test_postgres_restart_under_a_stream_of_messages_loses_no_xp(own_serve
 
 
 async def test_commands_during_an_outage_get_a_retryable_error_not_a_crash(own_server):
-    db = Database(own_server.url, max_size=2)
-    await db.connect()
-    await prepare(db)
+    db = await prepared(own_server.url, max_size=2)
     await asyncio.to_thread(own_server.stop)
     try:
         with pytest.raises(Exception) as err:
@@ -137,9 +141,7 @@ async def test_an_award_whose_reply_was_lost_is_retried_and_counted_once(db, dat
 
 
 async def test_pending_events_survive_a_shutdown_in_a_spool_file(own_server, tmp_path):
-    db = Database(own_server.url, max_size=2)
-    await db.connect()
-    await prepare(db)
+    db = await prepared(own_server.url, max_size=2)
     spool = tmp_path / "not-yet-created" / "pending.jsonl"
     pending = XPQueue(db, spool=spool, retry_delay=0.05)
     await asyncio.to_thread(own_server.stop)
@@ -161,9 +163,7 @@ async def test_pending_events_survive_a_shutdown_in_a_spool_file(own_server, tmp
 
 
 async def test_a_full_pending_queue_drops_new_events_and_says_so(own_server, caplog):
-    db = Database(own_server.url, max_size=2)
-    await db.connect()
-    await prepare(db)
+    db = await prepared(own_server.url, max_size=2)
     await asyncio.to_thread(own_server.stop)
     pending = XPQueue(db, limit=3, retry_delay=0.05)
     try:
