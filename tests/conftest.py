@@ -19,11 +19,9 @@ sys.path.insert(0, str(ROOT))
 from bot import XPBot  # noqa: E402
 from database import Database  # noqa: E402
 from fake_discord import fake_discord, run_client  # noqa: E402,F401 - `fake_discord`: the fake Discord
-from helpers import create_database, drop_database, local_server_at, postgres_server  # noqa: E402
+from helpers import TABLES, create_database, drop_database, local_server_at, postgres_server  # noqa: E402
 from local_postgres import throwaway_server  # noqa: E402
 from world import World  # noqa: E402
-
-TABLES = "config, users, characters, xp_grants, processed_messages, settings_log"
 
 
 @pytest.fixture(scope="session")
@@ -66,7 +64,7 @@ def database_url(make_database):
 async def db(database_url):
     """A connected Database on empty tables."""
     async with Database(database_url, min_size=1, max_size=10) as database:
-        await database.pool.execute(f"TRUNCATE {TABLES} RESTART IDENTITY CASCADE")
+        await database.pool.execute(f"TRUNCATE {', '.join(TABLES)} RESTART IDENTITY CASCADE")
         yield database
 
 

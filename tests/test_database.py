@@ -32,8 +32,7 @@ async def state(db: Database, guild: int = G) -> list[tuple]:
 
 async def snapshot(db: Database) -> dict[str, list]:
     """Every row of every table, to show a refusal changed nothing."""
-    return await helpers.snapshot(
-        db, ("config", "users", "characters", "xp_grants", "processed_messages", "settings_log"))
+    return await helpers.snapshot(db, helpers.TABLES)
 
 
 # -- Guilds -------------------------------------------------------------------

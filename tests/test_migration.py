@@ -20,7 +20,6 @@ ROOT = Path(__file__).resolve().parent.parent
 DATA = Path(__file__).resolve().parent / "data"
 SCRIPT = ROOT / "migrate_to_postgres.py"
 G, OTHER_GUILD = 4242, 4343
-TABLES = ("config", "users", "characters", "xp_grants", "settings_log")
 
 
 def migrate(*args: str, url: str | None = None, **env: str) -> subprocess.CompletedProcess:
@@ -33,7 +32,7 @@ def migrate(*args: str, url: str | None = None, **env: str) -> subprocess.Comple
 
 
 async def snapshot(db: Database) -> dict:
-    return await helpers.snapshot(db, TABLES, ignore=("created_at", "updated_at"))
+    return await helpers.snapshot(db, helpers.STATE_TABLES, ignore=("created_at", "updated_at"))
 
 
 async def guild_rows(db: Database, guild: int = G) -> list[tuple]:

@@ -1,10 +1,7 @@
 """Guilds in the fake Discord (tests/fake_discord.py) for the end-to-end tests and benchmarks."""
 from __future__ import annotations
 
-from helpers import setup_guild, snapshot
-
-# what a refused command must leave as it was (processed_messages is the listener's)
-TABLES = ("config", "users", "characters", "xp_grants", "settings_log")
+from helpers import STATE_TABLES, setup_guild, snapshot
 
 
 class World:
@@ -28,7 +25,7 @@ class World:
         return (await result.followup()) if result.type == 5 else result
 
     async def snapshot(self):
-        return await snapshot(self.db, TABLES)
+        return await snapshot(self.db, STATE_TABLES)
 
     async def refused(self, user, name, options, *expected, strict=False):
         """The command is refused with a message containing `expected`, and nothing changes."""
