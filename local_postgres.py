@@ -129,3 +129,23 @@ class LocalPostgres:
     def stop(self) -> None:
         if self._running_port():
             self._run("pg_ctl", "-D", str(self.data_dir), "-m", "fast", "-w", "stop")
+
+
+import contextlib  # noqa: E402
+import tempfile  # noqa: E402
+
+
+@contextlib.contextmanager
+def throwaway_server(prefix: str = "xpbot-pg-"):
+    """A throwaway server (fsync off) in a new temporary folder: yields its URL, then stops
+    it and removes the folder."""
+    work = Path(tempfile.mkdtemp(prefix=prefix))
+    os.chmod(work, 0o755)  # reachable by the server's user when that is `nobody`
+    server = LocalPostgres(work / "data", throwaway=True)
+    try:
+        yield server.start()
+    finally:
+        try:
+            server.stop()
+        finally:
+            shutil.rmtree(work, ignore_errors=True)

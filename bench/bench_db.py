@@ -15,9 +15,11 @@ import asyncio
 import random
 import time
 
-from common import RPModel, drop_database, fresh_database, pgbench_tps, postgres_server, print_table
+from common import fresh_database, pgbench_tps, postgres_server, print_table
 
 from database import Database, RPMessage
+from helpers import drop_database, rp_rows, setup_guild
+from oracle import OneAtATime
 from xp_queue import XPQueue
 
 GUILD, CHANNEL, RATE, CAP = 1, 10, 50, 1_000_000
@@ -25,17 +27,13 @@ GUILD, CHANNEL, RATE, CAP = 1, 10, 50, 1_000_000
 
 async def setup(url: str, players: int) -> None:
     async with Database(url, max_size=2) as db:
-        await db.add_channel(GUILD, "rp", CHANNEL)
-        await db.set_rp_rate(GUILD, RATE)
-        await db.set_rp_cap(GUILD, CAP)
-        for p in range(players):
-            await db.create_character(GUILD, p, f"Char{p}")
+        await setup_guild(db, GUILD, rp=[CHANNEL], rate=RATE, cap=CAP,
+                          characters=[(p, f"Char{p}") for p in range(players)])
 
 
-async def exact(url: str, model: RPModel) -> bool:
+async def exact(url: str, model: OneAtATime) -> bool:
     async with Database(url, max_size=1) as db:
-        rows = await db.pool.fetch("SELECT user_id, xp, daily_xp, char_buffer FROM characters")
-    return {r["user_id"]: [r["xp"], r["daily_xp"], r["char_buffer"]] for r in rows} == model.state
+        return await rp_rows(db) == model.rp_rows()
 
 
 async def run(url: str, messages: list[tuple[int, int]], mode: str, processes: int) -> tuple[float, int]:
@@ -68,9 +66,9 @@ async def main() -> None:
     args = parser.parse_args()
     rnd = random.Random(1)
     messages = [(rnd.randrange(args.players), rnd.randint(1, 600)) for _ in range(args.messages)]
-    model = RPModel(RATE, CAP)
+    model = OneAtATime(RATE, CAP)
     for user, length in messages:
-        model.message(user, length)
+        model.rp(user, length)
 
     with postgres_server() as server:
         rows = []

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import random
 import re
@@ -24,12 +25,13 @@ import sys
 import time
 from pathlib import Path
 
-from common import ROOT, RPModel, drop_database, fresh_database, pgbench_tps, postgres_server, print_table
+from common import ROOT, fresh_database, pgbench_tps, postgres_server, print_table
 
-sys.path.insert(0, str(ROOT / "tests"))
-from fake_discord import FakeDiscord, bot_process  # noqa: E402
-
-from database import Database  # noqa: E402
+from database import Database
+from fake_discord import FakeDiscord, bot_process
+from helpers import drop_database, eventually, messages_counted, rp_rows
+from oracle import OneAtATime
+from world import sharded_guilds, track_rp
 
 RATE, CAP = 50, 1_000_000
 TOKEN = "bench-token"
@@ -47,23 +49,12 @@ def memory_kib(pid: int, field: str = "VmHWM") -> int:
 
 def build_world(fake: FakeDiscord, players: int, guilds: int):
     """`guilds` guilds spread over two shards, each with an RP channel and its share of players."""
-    world = []
-    for g in range(guilds):
-        guild = fake.add_guild(f"Bench {g}", id=(1000 + g) << 22)   # shard = (1000 + g) % 2
-        channel = fake.add_channel(guild, "rp")
-        members = [fake.add_member(guild, f"p{g}-{i}") for i in range(players // guilds)]
-        world.append((guild, channel, members))
-    return world
+    return sharded_guilds(fake, guilds, players // guilds, first_id=1000, name="Bench ")
 
 
 async def prepare_database(url: str, world) -> None:
     async with Database(url, max_size=4) as db:
-        for guild, channel, members in world:
-            await db.add_channel(guild.id, "rp", channel.id)
-            await db.set_rp_rate(guild.id, RATE)
-            await db.set_rp_cap(guild.id, CAP)
-            for member in members:
-                await db.create_character(guild.id, member.id, f"C{member.id}")
+        await track_rp(db, world, RATE, CAP)
 
 
 def plan_messages(world, count: int, seed: int):
@@ -78,18 +69,14 @@ async def send(fake: FakeDiscord, guild, channel, member, length: int) -> None:
 
 
 async def wait_counted(db: Database, total: int, timeout: float) -> float:
-    deadline = time.perf_counter() + timeout
-    while time.perf_counter() < deadline:
-        if await db.pool.fetchval("SELECT count(*) FROM processed_messages") >= total:
-            return time.perf_counter()
-        await asyncio.sleep(0.02)
-    raise TimeoutError(f"the database did not count {total} messages within {timeout}s")
+    """When the database had counted `total` messages (time.perf_counter())."""
+    await eventually(lambda: messages_counted(db, total), f"the database counting {total} messages", timeout)
+    return time.perf_counter()
 
 
-async def exact(db: Database, model: RPModel) -> bool:
-    rows = await db.pool.fetch("SELECT user_id, xp, daily_xp, char_buffer FROM characters")
-    return all([r["xp"], r["daily_xp"], r["char_buffer"]] == model.state.get(r["user_id"], [0, 0, 0])
-               for r in rows) and len(rows) >= len(model.state)
+async def exact(db: Database, model: OneAtATime) -> bool:
+    rows, expected = await rp_rows(db), model.rp_rows()
+    return all(v == expected.get(u, [0, 0, 0]) for u, v in rows.items()) and len(rows) >= len(expected)
 
 
 async def measure_xp_command(fake: FakeDiscord, world, stop: asyncio.Event, samples: list[float]) -> None:
@@ -122,12 +109,13 @@ async def burst(server: str, args, processes: int) -> tuple:
         world = build_world(fake, args.players, guilds=4)
         await prepare_database(url, world)
         messages = plan_messages(world, args.messages, seed=processes)
-        model = RPModel(RATE, CAP)
+        model = OneAtATime(RATE, CAP)
         for _, _, member, length in messages:
-            model.message(member.id, length)
+            model.rp(member.id, length)
         shards = [None] if processes == 1 else [(i, processes) for i in range(processes)]
-        async with contextlib_nested([bot_process(fake, env=bot_env(url, s), ready_timeout=60)
-                                      for s in shards]) as bots:
+        async with contextlib.AsyncExitStack() as stack:
+            bots = [await stack.enter_async_context(bot_process(fake, env=bot_env(url, s), ready_timeout=60))
+                    for s in shards]
             await asyncio.sleep(0.5)  # let start-up work (command sync) finish
             async with Database(url, max_size=2) as db:
                 stop, samples = asyncio.Event(), []
@@ -174,9 +162,9 @@ async def stream(server: str, args) -> list[tuple]:
         await prepare_database(url, world)
         total = int(args.stream_rate * args.stream_seconds)
         messages = plan_messages(world, total, seed=99)
-        model = RPModel(RATE, CAP)
+        model = OneAtATime(RATE, CAP)
         for _, _, member, length in messages:
-            model.message(member.id, length)
+            model.rp(member.id, length)
         async with bot_process(fake, env=bot_env(url, None), ready_timeout=60) as bot:
             pid = bot.process.pid
             stop, samples = asyncio.Event(), []
@@ -204,22 +192,6 @@ async def stream(server: str, args) -> list[tuple]:
                          f" ({len(samples)})"))
     await drop_database(server, url)
     return rows
-
-
-class contextlib_nested:
-    """Enter several async context managers; exit them all."""
-
-    def __init__(self, managers):
-        self.managers, self.entered = managers, []
-
-    async def __aenter__(self):
-        for manager in self.managers:
-            self.entered.append(await manager.__aenter__())
-        return self.entered
-
-    async def __aexit__(self, *exc):
-        for manager in reversed(self.managers[:len(self.entered)]):
-            await manager.__aexit__(*exc)
 
 
 async def main() -> None:

@@ -19,9 +19,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import ROOT, drop_database, fresh_database, postgres_server, print_table
+from common import ROOT, fresh_database, postgres_server, print_table
 
 from database import Database
+from helpers import drop_database
 from migrate_to_postgres import plan_migration
 
 GUILD = 1

@@ -1,65 +1,33 @@
-"""Shared pieces of the benchmarks: a PostgreSQL to run against, the pgbench ceiling,
-the one-at-a-time model of RP XP, and a table printer."""
+"""Shared pieces of the benchmarks: a PostgreSQL to run against and the pgbench ceiling, and a
+table printer. What the tests share too (databases, polling, guild setup, the one-at-a-time
+model) lives in tests/helpers.py, tests/world.py and tests/oracle.py: importing this module
+puts the project root and tests/ on sys.path so the benchmarks import those directly."""
 from __future__ import annotations
 
-import contextlib
 import os
 import re
 import shutil
 import subprocess
 import sys
 import tempfile
-import uuid
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
-import asyncpg  # noqa: E402
+import helpers  # noqa: E402
+from local_postgres import find_postgres_bin  # noqa: E402
 
-from local_postgres import LocalPostgres, find_postgres_bin  # noqa: E402
 
-
-@contextlib.contextmanager
 def postgres_server():
     """BENCH_DATABASE_URL / TEST_DATABASE_URL when set, else a throwaway local server."""
     url = os.environ.get("BENCH_DATABASE_URL") or os.environ.get("TEST_DATABASE_URL")
-    if url:
-        yield url
-        return
-    work = Path(tempfile.mkdtemp(prefix="xpbot-bench-"))
-    os.chmod(work, 0o755)
-    server = LocalPostgres(work / "data", throwaway=True)
-    try:
-        yield server.start()
-    finally:
-        server.stop()
-        shutil.rmtree(work, ignore_errors=True)
+    return helpers.postgres_server(url, prefix="xpbot-bench-")
 
 
 async def fresh_database(server_url: str) -> str:
-    name = f"xpbot_bench_{uuid.uuid4().hex[:8]}"
-    con = await asyncpg.connect(server_url)
-    try:
-        await con.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await con.close()
-    return _with_db(server_url, name)
-
-
-def _with_db(url: str, name: str) -> str:
-    from urllib.parse import urlsplit, urlunsplit
-    return urlunsplit(urlsplit(url)._replace(path="/" + name))
-
-
-async def drop_database(server_url: str, url: str) -> None:
-    from urllib.parse import urlsplit
-    name = urlsplit(url).path.lstrip("/")
-    con = await asyncpg.connect(server_url)
-    try:
-        await con.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await con.close()
+    """A new empty database on the server (drop it with helpers.drop_database)."""
+    return await helpers.create_database(server_url, prefix="xpbot_bench_")
 
 
 def pgbench_tps(url: str, clients: int = 8, seconds: int = 5, rows: int = 100) -> float | None:
@@ -92,20 +60,6 @@ def pgbench_tps(url: str, clients: int = 8, seconds: int = 5, rows: int = 100) -
     shutil.rmtree(script.parent, ignore_errors=True)
     match = re.search(r"tps = ([\d.]+)", out)
     return float(match.group(1)) if match else None
-
-
-class RPModel:
-    """RP XP one message at a time, in plain Python (SPEC "RP XP"), for checking results."""
-
-    def __init__(self, rate: int, cap: int):
-        self.rate, self.cap = rate, cap
-        self.state: dict[int, list[int]] = {}   # user -> [xp, daily_xp, char_buffer]
-
-    def message(self, user: int, length: int) -> None:
-        xp, daily, buffer = self.state.setdefault(user, [0, 0, 0])
-        buffer += length
-        gained = min(buffer // self.rate, max(self.cap - daily, 0))
-        self.state[user] = [xp + gained, daily + gained, buffer % self.rate]
 
 
 def print_table(title: str, rows: list[tuple], headers: tuple) -> None:

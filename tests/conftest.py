@@ -1,4 +1,5 @@
-"""Shared test rig: a real PostgreSQL server and a fresh database per test session.
+"""Shared test rig: a real PostgreSQL server, a fresh database per test session, and the
+fixtures every test module uses (no test module imports from another).
 
 TEST_DATABASE_URL wins when set; otherwise a throwaway server is started from the
 binaries the requirements ship (as root it runs as `nobody` or in a user namespace).
@@ -7,55 +8,27 @@ from __future__ import annotations
 
 import asyncio
 import os
-import shutil
 import sys
-import tempfile
-import uuid
 from pathlib import Path
 
-import asyncpg
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bot import XPBot  # noqa: E402
 from database import Database  # noqa: E402
-from local_postgres import LocalPostgres  # noqa: E402
-
-TABLES = "config, users, characters, xp_grants, processed_messages, settings_log"
+from fake_discord import fake_discord, run_client  # noqa: E402,F401 - `fake_discord`: the fake Discord
+from helpers import TABLES, create_database, drop_database, local_server_at, postgres_server  # noqa: E402
+from local_postgres import throwaway_server  # noqa: E402
+from world import World  # noqa: E402
 
 
 @pytest.fixture(scope="session")
 def server_url():
     """A PostgreSQL server URL (maintenance database) for the whole session."""
-    if os.environ.get("TEST_DATABASE_URL"):
-        yield os.environ["TEST_DATABASE_URL"]
-        return
-    work = Path(tempfile.mkdtemp(prefix="xpbot-pg-"))
-    os.chmod(work, 0o755)
-    server = LocalPostgres(work / "data", throwaway=True)
-    try:
-        yield server.start()
-    finally:
-        try:
-            server.stop()
-        finally:
-            shutil.rmtree(work, ignore_errors=True)
-
-
-async def _admin(url: str, sql: str) -> None:
-    con = await asyncpg.connect(url)
-    try:
-        await con.execute(sql)
-    finally:
-        await con.close()
-
-
-def with_database(url: str, name: str) -> str:
-    """`url` pointing at database `name` instead."""
-    from urllib.parse import urlsplit, urlunsplit
-    parts = urlsplit(url)
-    return urlunsplit(parts._replace(path="/" + name))
+    with postgres_server(os.environ.get("TEST_DATABASE_URL")) as url:
+        yield url
 
 
 @pytest.fixture(scope="session")
@@ -64,15 +37,13 @@ def make_database(server_url):
     made: list[str] = []
 
     def make() -> str:
-        name = f"xpbot_test_{uuid.uuid4().hex[:12]}"
-        asyncio.run(_admin(server_url, f'CREATE DATABASE "{name}"'))
-        made.append(name)
-        return with_database(server_url, name)
+        made.append(asyncio.run(create_database(server_url)))
+        return made[-1]
 
     yield make
-    for name in made:
+    for url in made:
         try:
-            asyncio.run(_admin(server_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+            asyncio.run(drop_database(server_url, url))
         except Exception:  # a failed drop must not hide the test results
             pass
 
@@ -92,14 +63,29 @@ def database_url(make_database):
 @pytest.fixture
 async def db(database_url):
     """A connected Database on empty tables."""
-    database = Database(database_url, min_size=1, max_size=10)
-    await database.connect()
-    await database.pool.execute(f"TRUNCATE {TABLES} RESTART IDENTITY CASCADE")
-    try:
+    async with Database(database_url, min_size=1, max_size=10) as database:
+        await database.pool.execute(f"TRUNCATE {', '.join(TABLES)} RESTART IDENTITY CASCADE")
         yield database
-    finally:
-        await database.close()
 
 
-# The fake Discord harness (tests/fake_discord.py): `fake_discord` fixture for end-to-end tests.
-from fake_discord import fake_discord  # noqa: E402,F401
+@pytest.fixture
+async def second_process(database_url):
+    """A second, independent pool on the same database: another bot process."""
+    async with Database(database_url, min_size=8, max_size=8) as other:
+        yield other
+
+
+@pytest.fixture
+def own_server():
+    """A PostgreSQL server this test may stop and start (not the shared one): a LocalPostgres."""
+    with throwaway_server(prefix="xpbot-outage-") as url:
+        yield local_server_at(url)
+
+
+@pytest.fixture
+async def w(fake_discord, db, database_url):
+    """A World (tests/world.py) with the real XPBot running in it, in dev mode for its guild."""
+    world = World(fake_discord, db)
+    world.client = XPBot(Database(database_url, max_size=5), env="dev", guild_id=world.guild.id)
+    async with run_client(world.client):
+        yield world

@@ -10,63 +10,8 @@ import pytest
 from bot import XPBot
 from database import Database
 from fake_discord import run_client
-
-TABLES = ("config", "users", "characters", "xp_grants", "settings_log")
-
-
-class World:
-    def __init__(self, fake, client, db):
-        self.fake, self.client, self.db = fake, client, db
-        self.guild = fake.add_guild("RP Server")
-        self.rp = fake.add_channel(self.guild, "rp")
-        self.hf = fake.add_channel(self.guild, "hunting")
-        self.alice = fake.add_member(self.guild, "alice")
-        self.bob = fake.add_member(self.guild, "bob")
-        self.mod = fake.add_member(self.guild, "mod", permissions=["manage_guild"])
-        self.admin = fake.add_member(self.guild, "admin", permissions=["administrator"])
-        self.hunter = fake.add_member(self.guild, "HuntBot", bot=True)
-
-    async def run(self, user, name, options=None, strict=True):
-        """The bot's whole answer to a slash command: the follow-up if it deferred."""
-        result = await self.fake.slash(self.guild, self.rp, user, name, options or {}, strict=strict)
-        return (await result.followup()) if result.type == 5 else result
-
-    async def snapshot(self):
-        out = {}
-        for table in TABLES:
-            out[table] = sorted(map(tuple, await self.db.pool.fetch(f"SELECT * FROM {table}")), key=repr)
-        return out
-
-    async def refused(self, user, name, options, *expected, strict=False):
-        """The command is refused with a message containing `expected`, and nothing changes."""
-        before = await self.snapshot()
-        reply = await self.run(user, name, options, strict=strict)
-        assert reply.ephemeral, reply
-        for text in expected:
-            assert text in reply.content, reply.content
-        assert "Traceback" not in reply.content
-        assert await self.snapshot() == before
-        return reply
-
-    async def character(self, user, name):
-        return await self.db.find_character(self.guild.id, name, owner_id=user.id)
-
-
-@pytest.fixture
-async def w(fake_discord, db, database_url):
-    world = World(fake_discord, None, db)
-    client = XPBot(Database(database_url, max_size=5), env="dev", guild_id=world.guild.id)
-    world.client = client
-    async with run_client(client):
-        yield world
-
-
-async def wait_for(predicate, what):
-    for _ in range(200):
-        if await predicate():
-            return
-        await asyncio.sleep(0.02)
-    raise AssertionError(what)
+from helpers import eventually
+from world import World
 
 
 # -- players -------------------------------------------------------------------------------------
@@ -307,6 +252,10 @@ async def xp_of(w, user, name):
     return (await w.character(user, name)).xp
 
 
+async def _is(w, user, name, xp):
+    return await xp_of(w, user, name) == xp
+
+
 async def test_rp_messages_in_tracked_channels_and_their_threads_earn_xp(w):
     await w.db.add_channel(w.guild.id, "rp", w.rp.id)
     await w.db.set_rp_rate(w.guild.id, 10)
@@ -315,7 +264,7 @@ async def test_rp_messages_in_tracked_channels_and_their_threads_earn_xp(w):
     await w.fake.guild_create(w.guild)
     await w.fake.send_message(w.rp, w.alice, "🐺" * 25)          # 25 code points: 2 XP, 5 kept
     await w.fake.send_message(thread, w.alice, "y" * 15)          # 20 more: 2 XP
-    await wait_for(lambda: _is(w, w.alice, "Luna", 4), "4 XP from RP")
+    await eventually(lambda: _is(w, w.alice, "Luna", 4), "4 XP from RP")
     untracked = w.fake.add_channel(w.guild, "ooc")
     await w.fake.guild_create(w.guild)
     await w.fake.send_message(untracked, w.alice, "z" * 500)
@@ -324,13 +273,9 @@ async def test_rp_messages_in_tracked_channels_and_their_threads_earn_xp(w):
     await w.fake.send_message(w.rp, w.alice, "u" * 500, type=7)
     sent = await w.fake.send_message(w.rp, w.alice, "t" * 10)
     await w.fake.send_message(w.rp, w.alice, "t" * 500, edit=True, message_id=int(sent["id"]))
-    await wait_for(lambda: _is(w, w.alice, "Luna", 5), "1 XP from the last plain message")
+    await eventually(lambda: _is(w, w.alice, "Luna", 5), "1 XP from the last plain message")
     await asyncio.sleep(0.2)
     assert await xp_of(w, w.alice, "Luna") == 5
-
-
-async def _is(w, user, name, xp):
-    return await xp_of(w, user, name) == xp
 
 
 def hunt(title, description=""):
@@ -343,11 +288,11 @@ async def test_hf_results_award_the_named_character(w):
     await w.db.create_character(w.guild.id, w.bob.id, "Bram")
     await w.db.create_character(w.guild.id, w.alice.id, "Bram")
     await w.fake.send_message(w.hf, w.hunter, embeds=[hunt("Luna goes hunting", "A deer! Time to gut and harvest.")])
-    await wait_for(lambda: _is(w, w.alice, "Luna", 6), "6 XP for a successful hunt")
+    await eventually(lambda: _is(w, w.alice, "Luna", 6), "6 XP for a successful hunt")
     await w.fake.send_message(w.hf, w.hunter, embeds=[hunt("luna goes foraging", "Nothing today.")])
-    await wait_for(lambda: _is(w, w.alice, "Luna", 7), "1 XP for an attempt")
+    await eventually(lambda: _is(w, w.alice, "Luna", 7), "1 XP for an attempt")
     await w.fake.send_message(w.hf, w.hunter, embeds=[hunt("Bram goes hunting", "")], mentions=[w.bob])
-    await wait_for(lambda: _is(w, w.bob, "Bram", 1), "the mention picks Bob's Bram")
+    await eventually(lambda: _is(w, w.bob, "Bram", 1), "the mention picks Bob's Bram")
     await w.fake.send_message(w.hf, w.hunter, embeds=[hunt("Bram goes hunting", "")])       # ambiguous
     await w.fake.send_message(w.hf, w.hunter, embeds=[hunt("Zed goes hunting", "")])        # unknown
     await w.fake.send_message(w.rp, w.hunter, embeds=[hunt("Luna goes hunting", "")])       # not an HF channel
@@ -364,7 +309,7 @@ async def test_level_ups_are_announced_once_without_pings(w):
     await w.db.grant_xp(w.guild.id, luna.id, 290, granted_by=w.mod.id)
     for _ in range(5):
         await w.fake.send_message(w.rp, w.alice, "x" * 5)            # 290 -> 315 crosses 300 once
-    posts = await w.fake.wait_for_posts(1, w.rp)
+    await w.fake.wait_for_posts(1, w.rp)
     await asyncio.sleep(0.3)
     posts = w.fake.posts(w.rp)
     assert len(posts) == 1 and "level 2" in posts[0].content and not posts[0].pings
@@ -383,13 +328,13 @@ async def test_a_message_delivered_twice_by_the_gateway_counts_once(w):
     await w.db.create_character(w.guild.id, w.alice.id, "Luna")
     sent = await w.fake.send_message(w.rp, w.alice, "x" * 30)
     await w.fake.send_message(w.rp, w.alice, "x" * 30, message_id=int(sent["id"]))
-    await wait_for(lambda: _is(w, w.alice, "Luna", 3), "3 XP from the first delivery")
+    await eventually(lambda: _is(w, w.alice, "Luna", 3), "3 XP from the first delivery")
     await asyncio.sleep(0.3)
     assert await xp_of(w, w.alice, "Luna") == 3
 
 
 async def test_xp_sync_in_prod_syncs_globally_only(fake_discord, db, database_url):
-    world = World(fake_discord, None, db)
+    world = World(fake_discord, db)
     owner = fake_discord.add_member(world.guild, fake_discord.owner, permissions=["manage_guild"])
     async with run_client(XPBot(Database(database_url, max_size=3), env="prod")):
         before = len(fake_discord.command_syncs)

@@ -7,6 +7,7 @@ import datetime as dt
 import asyncpg
 import pytest
 
+import helpers
 from database import AmbiguousName, CharacterNotFound, Database, DuplicateName, GuildConfig
 from rules import UserError
 
@@ -31,10 +32,7 @@ async def state(db: Database, guild: int = G) -> list[tuple]:
 
 async def snapshot(db: Database) -> dict[str, list]:
     """Every row of every table, to show a refusal changed nothing."""
-    out = {}
-    for table in ("config", "users", "characters", "xp_grants", "processed_messages", "settings_log"):
-        out[table] = sorted((tuple(r) for r in await db.pool.fetch(f"SELECT * FROM {table}")), key=repr)
-    return out
+    return await helpers.snapshot(db, helpers.TABLES)
 
 
 # -- Guilds -------------------------------------------------------------------
@@ -51,15 +49,11 @@ async def test_first_change_on_a_fresh_database_creates_the_row_and_keeps_the_ch
     assert (await db.get_config(G)).char_per_rp == 100
 
 
-async def test_concurrent_first_changes_to_a_new_guild_are_all_kept(db, database_url):
-    other = Database(database_url, max_size=4)
-    await other.connect()
-    try:
-        await asyncio.gather(db.set_rp_rate(G, 77), other.set_rp_cap(G, 3),
-                             db.add_channel(G, "rp", RP), other.add_channel(G, "hf", HF),
-                             db.set_hf(G, attempt_xp=2), other.add_channel(G, "rp", OTHER))
-    finally:
-        await other.close()
+async def test_concurrent_first_changes_to_a_new_guild_are_all_kept(db, second_process):
+    other = second_process
+    await asyncio.gather(db.set_rp_rate(G, 77), other.set_rp_cap(G, 3),
+                         db.add_channel(G, "rp", RP), other.add_channel(G, "hf", HF),
+                         db.set_hf(G, attempt_xp=2), other.add_channel(G, "rp", OTHER))
     cfg = await db.get_config(G)
     assert (cfg.char_per_rp, cfg.daily_rp_cap, cfg.hf_attempt_xp) == (77, 3, 2)
     assert sorted(cfg.rp_channels) == [RP, OTHER] and cfg.hf_channels == (HF,)

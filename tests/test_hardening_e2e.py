@@ -9,12 +9,10 @@ import sys
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
-
 from bot import XPBot
 from database import Database
 from fake_discord import bot_process, run_client
-from test_commands_e2e import w  # noqa: F401 - the shared world fixture
-from test_outage import own_server  # noqa: F401 - a server this test may stop
+from helpers import setup_guild
 
 ROOT = Path(__file__).resolve().parent.parent
 TOKEN = "SECRET.token-abc123XYZ"
@@ -129,9 +127,7 @@ async def test_a_database_outage_gets_a_retry_answer_and_loses_no_xp(fake_discor
     channel = fake.add_channel(guild, "rp")
     alice = fake.add_member(guild, "alice")
     async with Database(url, max_size=2) as db:
-        await db.add_channel(guild.id, "rp", channel.id)
-        await db.set_rp_rate(guild.id, 10)
-        await db.create_character(guild.id, alice.id, "Luna")
+        await setup_guild(db, guild.id, rp=[channel.id], rate=10, characters=[(alice.id, "Luna")])
     client = XPBot(Database(url, max_size=3), env="prod", spool=tmp_path / "spool.jsonl")
     async with run_client(client):
         await fake.send_message(channel, alice, "a" * 10)

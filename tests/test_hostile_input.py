@@ -91,7 +91,9 @@ async def test_a_settings_form_opened_before_a_restart_works_after_it(fake_disco
         assert saved.type == 7 and "RP settings saved" in saved.embeds[0]["description"]
         cfg = await db.get_config(w.guild.id)
         assert (cfg.char_per_rp, cfg.daily_rp_cap) == (120, 6)
-        refused = await fake_discord.submit_modal(form, {"rate": "1", "cap": "1"}, w.alice)
+        form = await fake_discord.click(panel, "xp:set:rp", w.mod)
+        fake_discord.member(w.guild, w.mod).role_ids.clear()  # no longer staff when submitting
+        refused = await fake_discord.submit_modal(form, {"rate": "1", "cap": "1"}, w.mod)
         assert "Manage Server" in refused.content
         assert (await db.get_config(w.guild.id)).char_per_rp == 120
 
@@ -109,7 +111,7 @@ async def test_global_sync_in_prod_is_for_the_applications_owner_only(fake_disco
     w = World(fake_discord, db)
     async with run_client(XPBot(Database(database_url, max_size=3), env="prod")):
         syncs = len(fake_discord.command_syncs)
-        for staff in (w.mod, w.admin, w.fake.member(w.guild, w.guild.owner_id)):
+        for staff in (w.mod, w.admin, w.guild.members[w.guild.owner_id]):
             reply = await w.run(staff, "xp_sync")
             assert reply.ephemeral and "owner" in reply.content
         assert len(fake_discord.command_syncs) == syncs
@@ -152,7 +154,7 @@ WHO = ["member", "manage_server", "administrator", "guild_owner", "staff_of_anot
 
 def who(w, role: str):
     if role == "guild_owner":
-        return w.fake.member(w.guild, w.guild.owner_id)
+        return w.guild.members[w.guild.owner_id]
     if role == "staff_of_another_guild":
         other = w.fake.add_guild("Other")
         user = w.fake.add_member(other, "visitor", permissions=["manage_guild"]).user

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+import helpers
 from database import Database
 from migrate_to_postgres import plan_migration
 
@@ -19,7 +20,6 @@ ROOT = Path(__file__).resolve().parent.parent
 DATA = Path(__file__).resolve().parent / "data"
 SCRIPT = ROOT / "migrate_to_postgres.py"
 G, OTHER_GUILD = 4242, 4343
-TABLES = ("config", "users", "characters", "xp_grants", "settings_log")
 
 
 def migrate(*args: str, url: str | None = None, **env: str) -> subprocess.CompletedProcess:
@@ -32,12 +32,7 @@ def migrate(*args: str, url: str | None = None, **env: str) -> subprocess.Comple
 
 
 async def snapshot(db: Database) -> dict:
-    out = {}
-    for table in TABLES:
-        rows = await db.pool.fetch(f"SELECT * FROM {table}")
-        out[table] = sorted((tuple(v for k, v in r.items() if k not in ("created_at", "updated_at"))
-                             for r in rows), key=repr)
-    return out
+    return await helpers.snapshot(db, helpers.STATE_TABLES, ignore=("created_at", "updated_at"))
 
 
 async def guild_rows(db: Database, guild: int = G) -> list[tuple]:
@@ -216,13 +211,11 @@ async def test_an_interrupted_run_leaves_nothing_behind(db, database_url, tmp_pa
     child = subprocess.Popen([sys.executable, str(SCRIPT), str(path), "--guild-id", str(G),
                               "--database-url", database_url], stdout=subprocess.PIPE, text=True, cwd=ROOT)
     try:
-        for _ in range(600):  # until the migration is waiting on our lock
-            waiting = await db.pool.fetchval(
+        async def waiting_on_our_lock():
+            return await db.pool.fetchval(
                 "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()")
-            if waiting:
-                break
-            await asyncio.sleep(0.05)
-        assert waiting, "the migration never reached its transaction"
+        await helpers.eventually(waiting_on_our_lock, "the migration waiting inside its transaction",
+                                 timeout=30, interval=0.05)
         child.send_signal(signal.SIGKILL)
         child.wait(timeout=30)
     finally:

@@ -3,15 +3,12 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import os
-import shutil
-import tempfile
-from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 
 from database import Database, DatabaseUnavailable, HFResult, RPMessage, is_unavailable
-from local_postgres import LocalPostgres
+from helpers import setup_guild
 from xp_queue import XPQueue
 
 G, RP = 8001, 81
@@ -20,29 +17,18 @@ PLAYERS = [8100 + i for i in range(10)]
 NOW = dt.datetime(2026, 6, 15, 12, 0, tzinfo=dt.timezone.utc)
 
 
-@pytest.fixture
-def own_server():
-    """A PostgreSQL server this test may stop and start (not the shared one)."""
-    work = Path(tempfile.mkdtemp(prefix="xpbot-outage-"))
-    os.chmod(work, 0o755)
-    server = LocalPostgres(work / "data", throwaway=True)
-    server.start()
-    try:
-        yield server
-    finally:
-        try:
-            server.stop()
-        finally:
-            shutil.rmtree(work, ignore_errors=True)
-
-
 async def prepare(db: Database) -> None:
-    await db.add_channel(G, "rp", RP)
-    await db.add_channel(G, "hf", RP)
-    await db.set_rp_rate(G, RATE)
-    await db.set_rp_cap(G, 1_000_000)
-    for p in PLAYERS:
-        await db.create_character(G, p, f"P{p}")
+    """One channel tracked for RP and HF, one XP per RATE characters, no cap to speak of."""
+    await setup_guild(db, G, rp=[RP], hf=[RP], rate=RATE, cap=1_000_000,
+                      characters=[(p, f"P{p}") for p in PLAYERS])
+
+
+async def prepared(url: str, max_size: int) -> Database:
+    """A connected Database on `url`, prepared."""
+    db = Database(url, max_size=max_size)
+    await db.connect()
+    await prepare(db)
+    return db
 
 
 async def xp_by_player(db: Database) -> dict[int, int]:
@@ -51,9 +37,7 @@ async def xp_by_player(db: Database) -> dict[int, int]:
 
 
 async def test_postgres_restart_under_a_stream_of_messages_loses_no_xp(own_server):
-    db = Database(own_server.url, max_size=4)
-    await db.connect()
-    await prepare(db)
+    db = await prepared(own_server.url, max_size=4)
     pending = XPQueue(db, retry_delay=0.1)
     sent: dict[int, int] = {p: 0 for p in PLAYERS}
     kept = 0
@@ -84,9 +68,7 @@ async def test_postgres_restart_under_a_stream_of_messages_loses_no_xp(own_serve
 
 
 async def test_commands_during_an_outage_get_a_retryable_error_not_a_crash(own_server):
-    db = Database(own_server.url, max_size=2)
-    await db.connect()
-    await prepare(db)
+    db = await prepared(own_server.url, max_size=2)
     await asyncio.to_thread(own_server.stop)
     try:
         with pytest.raises(Exception) as err:
@@ -137,36 +119,29 @@ class CuttingProxy:
         self.server.close()
 
 
-async def test_an_award_whose_reply_was_lost_is_retried_and_counted_once(database_url):
-    direct = Database(database_url, max_size=2)
-    await direct.connect()
-    await direct.pool.execute("TRUNCATE config, users, characters, processed_messages CASCADE")
-    await prepare(direct)
-    from urllib.parse import urlsplit
+async def test_an_award_whose_reply_was_lost_is_retried_and_counted_once(db, database_url):
+    await prepare(db)
     proxy = CuttingProxy(urlsplit(database_url).port)
     port = await proxy.start()
     proxied_url = database_url.replace(f":{urlsplit(database_url).port}/", f":{port}/")
-    db = Database(proxied_url, min_size=1, max_size=1)
-    await db.connect()
-    pending = XPQueue(db, retry_delay=0.05)
+    proxied = Database(proxied_url, min_size=1, max_size=1)
+    await proxied.connect()
+    pending = XPQueue(proxied, retry_delay=0.05)
     try:
         proxy.cut_next_reply = True
         first = await pending.rp(RPMessage(G, RP, None, PLAYERS[0], 30, 777), at=NOW)
         assert first is None and proxy.cuts == 1          # the bot saw a lost connection
         assert await pending.drain(timeout=30)
-        assert (await xp_by_player(direct))[PLAYERS[0]] == 3  # committed once, not twice
+        assert (await xp_by_player(db))[PLAYERS[0]] == 3  # committed once, not twice
         again = await pending.rp(RPMessage(G, RP, None, PLAYERS[0], 30, 777))
         assert again.status == "duplicate"
     finally:
-        await db.close()
+        await proxied.close()
         await proxy.close()
-        await direct.close()
 
 
 async def test_pending_events_survive_a_shutdown_in_a_spool_file(own_server, tmp_path):
-    db = Database(own_server.url, max_size=2)
-    await db.connect()
-    await prepare(db)
+    db = await prepared(own_server.url, max_size=2)
     spool = tmp_path / "not-yet-created" / "pending.jsonl"
     pending = XPQueue(db, spool=spool, retry_delay=0.05)
     await asyncio.to_thread(own_server.stop)
@@ -187,9 +162,7 @@ async def test_pending_events_survive_a_shutdown_in_a_spool_file(own_server, tmp
 
 
 async def test_a_full_pending_queue_drops_new_events_and_says_so(own_server, caplog):
-    db = Database(own_server.url, max_size=2)
-    await db.connect()
-    await prepare(db)
+    db = await prepared(own_server.url, max_size=2)
     await asyncio.to_thread(own_server.stop)
     pending = XPQueue(db, limit=3, retry_delay=0.05)
     try:

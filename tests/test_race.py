@@ -5,11 +5,10 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import random
-from dataclasses import dataclass, field
 
-import pytest
-
+import helpers
 from database import Database, HFResult, RPMessage
+from oracle import OneAtATime
 from xp_queue import XPQueue
 
 G, G_SEQ = 7001, 7002
@@ -19,56 +18,12 @@ NOW = dt.datetime(2026, 6, 15, 12, 0, tzinfo=dt.timezone.utc)
 PLAYERS = [9000 + i for i in range(24)]
 
 
-@dataclass
-class Model:
-    """The SPEC's rules, one event at a time, in plain Python."""
-    xp: dict = field(default_factory=dict)
-    daily_xp: dict = field(default_factory=dict)
-    daily_hf: dict = field(default_factory=dict)
-    buffer: dict = field(default_factory=dict)
-    seen: set = field(default_factory=set)
-
-    def add(self, key):
-        for d in (self.xp, self.daily_xp, self.daily_hf, self.buffer):
-            d[key] = 0
-
-    def rp(self, key, length, message_id):
-        if message_id in self.seen:
-            return
-        self.seen.add(message_id)
-        self.buffer[key] += length
-        gained = min(self.buffer[key] // RATE, max(CAP - self.daily_xp[key], 0))
-        self.xp[key] += gained
-        self.daily_xp[key] += gained
-        self.buffer[key] %= RATE
-
-    def hf(self, key, success, message_id):
-        if message_id in self.seen:
-            return
-        self.seen.add(message_id)
-        gained = min(HF_ATTEMPT + (HF_SUCCESS if success else 0), max(HF_CAP - self.daily_hf[key], 0))
-        self.xp[key] += gained
-        self.daily_hf[key] += gained
-
-    def grant(self, key, amount):
-        self.xp[key] = max(0, self.xp[key] + amount)
-
-    def rows(self):
-        return {k: (self.xp[k], self.daily_xp[k], self.daily_hf[k], self.buffer[k]) for k in self.xp}
-
-
 async def setup_guild(db: Database, guild: int) -> dict[tuple[int, str], int]:
     """Every player gets two characters (the second is active); returns (player, name) -> id."""
-    await db.add_channel(guild, "rp", RP)
-    await db.add_channel(guild, "hf", HF)
-    await db.set_rp_rate(guild, RATE)
-    await db.set_rp_cap(guild, CAP)
-    await db.set_hf(guild, attempt_xp=HF_ATTEMPT, success_xp=HF_SUCCESS, daily_cap=HF_CAP)
-    ids = {}
-    for p in PLAYERS:
-        for name in (f"Scout{p}", f"Hero{p}"):
-            ids[(p, name)] = (await db.create_character(guild, p, name)).id
-    return ids
+    return await helpers.setup_guild(
+        db, guild, rp=[RP], hf=[HF], rate=RATE, cap=CAP,
+        hf_settings=dict(attempt_xp=HF_ATTEMPT, success_xp=HF_SUCCESS, daily_cap=HF_CAP),
+        characters=[(p, name) for p in PLAYERS for name in (f"Scout{p}", f"Hero{p}")])
 
 
 def make_events(seed: int, rp=1200, hf=200, grants=150, duplicates=150):
@@ -88,7 +43,7 @@ def make_events(seed: int, rp=1200, hf=200, grants=150, duplicates=150):
 
 
 def run_model(events) -> dict:
-    model = Model()
+    model = OneAtATime(RATE, CAP, HF_ATTEMPT, HF_SUCCESS, HF_CAP)
     for p in PLAYERS:
         for name in (f"Scout{p}", f"Hero{p}"):
             model.add((p, name))
@@ -118,15 +73,6 @@ async def rows(db: Database, guild: int) -> dict:
                                  "FROM characters WHERE guild_id = $1", guild):
         out[(r["user_id"], r["name"])] = (r["xp"], r["daily_xp"], r["daily_hf"], r["char_buffer"])
     return out
-
-
-@pytest.fixture
-async def second_process(database_url):
-    """A second, independent pool on the same database: another bot process."""
-    other = Database(database_url, min_size=8, max_size=8)
-    await other.connect()
-    yield other
-    await other.close()
 
 
 async def test_concurrent_awards_from_two_processes_equal_one_at_a_time(db, second_process):

@@ -4,15 +4,13 @@ from __future__ import annotations
 import asyncio
 import random
 import re
-import sys
 from pathlib import Path
-
 
 from database import Database
 from fake_discord import bot_process
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
-from common import RPModel  # noqa: E402
+from helpers import eventually, messages_counted, rp_rows
+from oracle import OneAtATime
+from world import sharded_guilds, track_rp
 
 RATE, CAP = 50, 1_000_000
 
@@ -27,31 +25,13 @@ def env_for(url: str, tmp_path: Path, shard: tuple[int, int] | None = None, **ex
 
 async def world(fake, db: Database, guilds: int, players: int):
     """Guilds alternating between shard 0 and 1 of 2, each with a tracked RP channel."""
-    made = []
-    for g in range(guilds):
-        guild = fake.add_guild(f"G{g}", id=(2000 + g) << 22)
-        channel = fake.add_channel(guild, "rp")
-        members = [fake.add_member(guild, f"p{g}-{i}") for i in range(players)]
-        await db.add_channel(guild.id, "rp", channel.id)
-        await db.set_rp_rate(guild.id, RATE)
-        await db.set_rp_cap(guild.id, CAP)
-        for m in members:
-            await db.create_character(guild.id, m.id, f"C{m.id}")
-        made.append((guild, channel, members))
+    made = sharded_guilds(fake, guilds, players, first_id=2000)
+    await track_rp(db, made, RATE, CAP)
     return made
 
 
 async def until_counted(db: Database, n: int, timeout: float = 60) -> None:
-    for _ in range(int(timeout / 0.05)):
-        if await db.pool.fetchval("SELECT count(*) FROM processed_messages") >= n:
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"fewer than {n} messages counted within {timeout}s")
-
-
-async def state(db: Database) -> dict:
-    rows = await db.pool.fetch("SELECT user_id, xp, daily_xp, char_buffer FROM characters")
-    return {r["user_id"]: [r["xp"], r["daily_xp"], r["char_buffer"]] for r in rows}
+    await eventually(lambda: messages_counted(db, n), f"{n} messages counted", timeout, interval=0.05)
 
 
 async def test_two_shard_processes_split_the_guilds_share_one_database_and_stay_exact(
@@ -61,16 +41,16 @@ async def test_two_shard_processes_split_the_guilds_share_one_database_and_stay_
     async with bot_process(fake, env=env_for(database_url, tmp_path, (0, 2)), ready_timeout=60) as first, \
                bot_process(fake, env=env_for(database_url, tmp_path, (1, 2)), ready_timeout=60) as second:
         assert {first.session.shard, second.session.shard} == {(0, 2), (1, 2)}
-        rnd, model, sent = random.Random(5), RPModel(RATE, CAP), 0
+        rnd, model, sent = random.Random(5), OneAtATime(RATE, CAP), 0
         for _ in range(400):
             guild, channel, members = rnd.choice(guilds)
             member, length = rnd.choice(members), rnd.randint(1, 200)
             await fake.send_message(channel, member, "x" * length)
-            model.message(member.id, length)
+            model.rp(member.id, length)
             sent += 1
         await until_counted(db, sent)
-        assert await state(db) == {u: v for u, v in model.state.items()} | {
-            u: [0, 0, 0] for u in await state(db) if u not in model.state}
+        expected = model.rp_rows()
+        assert await rp_rows(db) == expected | {u: [0, 0, 0] for u in await rp_rows(db) if u not in expected}
     # only the process holding shard 0 synced the commands, and only globally (ENV=prod)
     assert [scope for scope, _ in fake.command_syncs] == [None]
 
