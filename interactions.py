@@ -9,14 +9,15 @@ import json
 import logging
 import os
 import re
-from typing import TYPE_CHECKING, Any, Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Awaitable, Callable
 
 import discord
 from discord import app_commands
 from discord.utils import escape_markdown
 
-from database import (AmbiguousName, Character, CharacterNotFound, Database, DatabaseUnavailable,
-                      DuplicateName, is_unavailable)
+from database import (AmbiguousName, Character, CharacterNotFound, CharacterRetired, Database,
+                      DatabaseUnavailable, DuplicateName, RestoreClash, is_unavailable)
 from rules import UserError
 
 if TYPE_CHECKING:
@@ -143,6 +144,11 @@ def user_message(error: UserError) -> str:
     if isinstance(error, DuplicateName):
         return (f"You already have a character called **{shown(error.name)}** "
                 "(names ignore letter case). Pick another name.")
+    if isinstance(error, RestoreClash):
+        return (f"You already have a character called **{shown(error.name)}** in play. Rename that one "
+                "with `/xp_edit` or retire it with `/xp_retire` first, then restore this one.")
+    if isinstance(error, CharacterRetired):
+        return f"**{shown(error.name)}** is retired: restore it with `/xp_unretire` first."
     if isinstance(error, Refusal):
         return str(error)
     return escape_markdown(str(error))
@@ -197,42 +203,61 @@ _BY_ID = re.compile(r"^#(\d{1,25})$")
 
 class CharacterOption(app_commands.Transformer):
     """A character option: autocomplete offers `#id` values with names; a typed name (or a
-    close misspelling of one) works too. `scope`: "own" (the caller's characters), "any"
-    (the guild's, for staff), "history" (staff: any; others: their own)."""
+    close misspelling of one) works too. Its `scope` says whose characters count:
+
+    - "own": the caller's characters in play;
+    - "mine_or_staff": the caller's in play (staff: anyone's);
+    - "retired": the caller's retired ones (staff: anyone's);
+    - "any": anyone's (staff commands; retired ones only when typed);
+    - "history": the caller's (staff: anyone's), retired too;
+    - "viewed": the characters in play of the command's `player` option, else the caller's.
+    """
 
     def __init__(self, scope: str):
-        assert scope in ("own", "any", "history")
+        assert scope in ("own", "mine_or_staff", "retired", "any", "history", "viewed")
         self.scope = scope
 
-    async def _owner(self, interaction: discord.Interaction) -> int | None:
-        if self.scope == "any" or (self.scope == "history" and await is_staff(interaction)):
-            return None
-        return interaction.user.id
+    async def _whose(self, interaction: discord.Interaction) -> tuple[int | None, bool | None, bool | None]:
+        """(owner or None for anyone's, retired filter for typed names, for autocomplete)."""
+        scope = self.scope
+        if scope == "any":
+            return None, None, False
+        if scope == "viewed":
+            player = getattr(interaction.namespace, "player", None)
+            return (player.id if player is not None else interaction.user.id), False, False
+        staff = scope in ("mine_or_staff", "retired", "history") and await is_staff(interaction)
+        owner = None if staff else interaction.user.id
+        retired = {"own": False, "mine_or_staff": False, "retired": True, "history": None}[scope]
+        return owner, retired, (None if scope == "history" and staff else (retired if scope == "retired" else False))
 
     async def transform(self, interaction: discord.Interaction, value: str) -> Character:
         db = db_of(interaction)
         guild_id = guild_id_of(interaction)
-        owner = await self._owner(interaction)
+        owner, retired, _ = await self._whose(interaction)
         match = _BY_ID.match(value.strip()) if isinstance(value, str) else None
         if match:
             character_id = snowflake(match.group(1))
             character = await db.get_character(guild_id, character_id) if character_id else None
-            if character is not None and (owner is None or character.user_id == owner):
+            if (character is not None and (owner is None or character.user_id == owner)
+                    and (retired is None or character.retired == retired)):
                 return character
-        return await db.find_character(guild_id, value, owner_id=owner)
+        return await db.find_character(guild_id, value, owner_id=owner, retired=retired)
 
     async def autocomplete(self, interaction: discord.Interaction, value: str) -> list[app_commands.Choice[str]]:
-        owner = await self._owner(interaction)
-        characters = await db_of(interaction).character_choices(interaction.guild_id, value, owner_id=owner)
+        owner, _, retired = await self._whose(interaction)
+        characters = await db_of(interaction).character_choices(interaction.guild_id, value, owner_id=owner,
+                                                                retired=retired)
         guild = interaction.guild
         choices = []
         for c in characters:
             label = f"{c.name} · level {c.level}"
-            if owner is None:
+            if owner is None or owner != interaction.user.id:
                 member = guild.get_member(c.user_id) if guild else None
                 label += f" · {member.display_name if member else f'player {c.user_id}'}"
             elif c.active:
                 label += " · active"
+            if c.retired:
+                label += " · retired"
             choices.append(app_commands.Choice(name=label[:100], value=f"#{c.id}"))
         return choices
 
@@ -240,6 +265,9 @@ class CharacterOption(app_commands.Transformer):
 OwnCharacter = app_commands.Transform[Character, CharacterOption("own")]
 AnyCharacter = app_commands.Transform[Character, CharacterOption("any")]
 HistoryCharacter = app_commands.Transform[Character, CharacterOption("history")]
+MineOrStaffCharacter = app_commands.Transform[Character, CharacterOption("mine_or_staff")]
+RetiredCharacter = app_commands.Transform[Character, CharacterOption("retired")]
+ViewedCharacter = app_commands.Transform[Character, CharacterOption("viewed")]
 
 
 # -- persistent components and modals ------------------------------------------------------------
@@ -310,3 +338,62 @@ async def route_modal(interaction: discord.Interaction, forms: dict[str, type[Fo
     except Exception as e:
         await handle_error(interaction, e)
     return True
+
+
+# -- confirmations ---------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Confirmation:
+    """What a Confirm/Cancel prompt does: `run(interaction, target)` returns the text that
+    replaces the prompt; `cancelled` replaces it on Cancel."""
+    label: str
+    cancelled: str
+    run: Callable[[discord.Interaction, int], Awaitable[str]]
+    staff_only: bool = False
+
+
+CONFIRMATIONS: dict[str, Confirmation] = {}  # action -> what it does; filled by the command modules
+
+
+class ConfirmButton(Guarded, discord.ui.DynamicItem[discord.ui.Button],
+                    template=r"xp:(?P<action>[a-z]{1,10}):(?P<answer>yes|no):(?P<asker>\d{1,20}):(?P<target>\d{1,20})"):
+    """Confirm or Cancel of a prompt: only the member who asked may answer; the action runs
+    at most once in effect (each action's SQL only acts on what is still there)."""
+
+    def __init__(self, action: str, answer: str, asker: int, target: int):
+        confirmation = CONFIRMATIONS.get(action)
+        label = (confirmation.label if confirmation else "Confirm") if answer == "yes" else "Cancel"
+        style = discord.ButtonStyle.danger if answer == "yes" else discord.ButtonStyle.secondary
+        super().__init__(discord.ui.Button(label=label, style=style,
+                                           custom_id=f"xp:{action}:{answer}:{asker}:{target}"))
+        self.action, self.answer, self.asker, self.target = action, answer, asker, target
+
+    @classmethod
+    async def from_custom_id(cls, interaction, item, match: re.Match):
+        return cls(match["action"], match["answer"], int(match["asker"]), int(match["target"]))
+
+    async def run(self, interaction: discord.Interaction) -> None:
+        confirmation = CONFIRMATIONS.get(self.action)
+        if confirmation is None or snowflake(str(self.target)) is None:
+            raise UserError("This button is no longer valid.")
+        if interaction.user.id != self.asker:
+            await reply(interaction, "Only the member who asked can confirm or cancel this.")
+            return
+        if self.answer == "no":
+            await interaction.response.edit_message(content=confirmation.cancelled, view=None)
+            return
+        if confirmation.staff_only and not await is_staff(interaction):
+            await reply(interaction, STAFF_ONLY)
+            return
+        try:
+            text = await confirmation.run(interaction, self.target)
+        except UserError as e:
+            text = user_message(e)
+        await interaction.response.edit_message(content=text, view=None)
+
+
+def confirm_view(action: str, asker: int, target: int) -> discord.ui.View:
+    view = discord.ui.View(timeout=None)
+    view.add_item(ConfirmButton(action, "yes", asker, target))
+    view.add_item(ConfirmButton(action, "no", asker, target))
+    return view

@@ -9,9 +9,10 @@ import discord
 from discord import app_commands
 
 import rules
-from database import Character, GuildConfig
-from interactions import (COLOUR, Guarded, OwnCharacter, Refusal, begin, db_of, guild_id_of, reply,
-                          shown, snowflake, user_message)
+from database import KEEP, Character, GuildConfig
+from interactions import (COLOUR, CONFIRMATIONS, Confirmation, Guarded, MineOrStaffCharacter, OwnCharacter,
+                          Refusal, RetiredCharacter, ViewedCharacter, begin, confirm_view, db_of, guild_id_of,
+                          is_staff, reply, shown, bot_of)
 
 POPULAR_ZONES = ["UTC", "Europe/London", "Europe/Berlin", "Europe/Paris", "Europe/Moscow",
                  "America/New_York", "America/Chicago", "America/Denver", "America/Los_Angeles",
@@ -24,7 +25,7 @@ POPULAR_ZONES = ["UTC", "Europe/London", "Europe/Berlin", "Europe/Paris", "Europ
 
 def character_embed(character: Character, owner: discord.abc.User | None = None) -> discord.Embed:
     level = character.level
-    embed = discord.Embed(title=shown(character.name), colour=COLOUR)
+    embed = discord.Embed(title=shown(character.name), colour=COLOUR, url=character.sheet_url)
     embed.add_field(name="Level", value=str(level))
     embed.add_field(name="XP", value=f"{character.xp:,}")
     step = rules.progress(character.xp)
@@ -36,7 +37,7 @@ def character_embed(character: Character, owner: discord.abc.User | None = None)
                         value=f"`{rules.progress_bar(character.xp)}` {done:,}/{span:,}", inline=False)
     if character.image_url:
         embed.set_thumbnail(url=character.image_url)
-    footer = "Active character" if character.active else "Not active"
+    footer = "Retired" if character.retired else "Active character" if character.active else "Not active"
     if owner is not None:
         footer += f" · played by {owner.display_name}"
     embed.set_footer(text=footer)
@@ -62,29 +63,123 @@ def tracking_embed(cfg: GuildConfig) -> discord.Embed:
 
 # -- the commands ----------------------------------------------------------------------------------
 
-@app_commands.command(name="xp", description="Show a character's XP and level (your active one by default)")
-@app_commands.describe(character="One of your characters")
+@app_commands.command(name="xp", description="A character's XP and level (your active one by default)")
+@app_commands.describe(character="A character (yours, or the player's you name)",
+                       player="Someone else: browse their characters")
 @app_commands.guild_only()
-async def xp(interaction: discord.Interaction, character: OwnCharacter | None = None):
+async def xp(interaction: discord.Interaction, character: ViewedCharacter | None = None,
+             player: discord.Member | None = None):
     await begin(interaction)
-    if character is None:
-        character = await db_of(interaction).get_active_character(guild_id_of(interaction), interaction.user.id)
+    db = db_of(interaction)
+    guild_id = guild_id_of(interaction)
+    if player is None and character is None:
+        character = await db.get_active_character(guild_id, interaction.user.id)
         if character is None:
             raise Refusal("You have no active character. Create one with `/xp_create` "
                           "or pick one with `/xp_active`.")
-    await reply(interaction, embed=character_embed(character, interaction.user))
+    if player is None:
+        owner = interaction.user if character.user_id == interaction.user.id else None
+        await reply(interaction, embed=character_embed(character, owner))
+        return
+    embed, view = await character_page(interaction, player.id, 0 if character is None else None, character)
+    await reply(interaction, embed=embed, view=view)
+
+
+async def character_page(interaction: discord.Interaction, player_id: int, page: int | None,
+                         character: Character | None = None) -> tuple[discord.Embed, discord.ui.View | None]:
+    """One of a player's characters in play (the active one first), with ◀ ▶ to page through
+    them: `page` by number, or the page showing `character`."""
+    characters = await db_of(interaction).list_characters(guild_id_of(interaction), player_id)
+    characters.sort(key=lambda c: not c.active)
+    if not characters:
+        raise Refusal(f"<@{player_id}> has no characters in play here.")
+    if page is None:
+        page = next((i for i, c in enumerate(characters) if c.id == character.id), 0)
+    page = min(page, len(characters) - 1)
+    member = interaction.guild.get_member(player_id) if interaction.guild else None
+    embed = character_embed(characters[page], member)
+    embed.set_author(name=f"Character {page + 1} of {len(characters)}")
+    if len(characters) == 1:
+        return embed, None
+    view = discord.ui.View(timeout=None)
+    viewer = interaction.user.id
+    view.add_item(CharacterPageButton(viewer, player_id, max(page - 1, 0), "prev", disabled=page == 0))
+    view.add_item(CharacterPageButton(viewer, player_id, min(page + 1, len(characters) - 1), "next",
+                                      disabled=page >= len(characters) - 1))
+    return embed, view
+
+
+class CharacterPageButton(Guarded, discord.ui.DynamicItem[discord.ui.Button],
+                          template=r"xp:page:(?P<viewer>\d{1,20}):(?P<player>\d{1,20}):(?P<page>\d{1,4}):(?P<dir>prev|next)"):
+    """◀ ▶ under `/xp player:`: only the member who asked pages; works after a restart."""
+
+    def __init__(self, viewer: int, player: int, page: int, direction: str, disabled: bool = False):
+        super().__init__(discord.ui.Button(label="◀" if direction == "prev" else "▶", disabled=disabled,
+                                           style=discord.ButtonStyle.secondary,
+                                           custom_id=f"xp:page:{viewer}:{player}:{page}:{direction}"))
+        self.viewer, self.player, self.page = viewer, player, page
+
+    @classmethod
+    async def from_custom_id(cls, interaction, item, match: re.Match):
+        return cls(int(match["viewer"]), int(match["player"]), int(match["page"]), match["dir"])
+
+    async def run(self, interaction: discord.Interaction) -> None:
+        if interaction.user.id != self.viewer:
+            await reply(interaction, "Only the member who asked can page through these; "
+                                     "use `/xp player:` to browse them yourself.")
+            return
+        embed, view = await character_page(interaction, self.player, self.page)
+        await interaction.response.edit_message(embed=embed, view=view)
 
 
 @app_commands.command(name="xp_create", description="Create a character (it becomes your active one)")
-@app_commands.describe(name="1–100 characters", image_url="Optional picture: an http(s) link")
+@app_commands.describe(name="1–100 characters", image_url="Optional picture: an http(s) link",
+                       sheet_url="Optional character sheet: an http(s) link",
+                       player="Staff: create it for this member", starting_xp="Staff: XP it starts with")
 @app_commands.guild_only()
 async def xp_create(interaction: discord.Interaction, name: app_commands.Range[str, 1, rules.NAME_MAX],
-                    image_url: str | None = None):
+                    image_url: str | None = None, sheet_url: str | None = None,
+                    player: discord.Member | None = None,
+                    starting_xp: app_commands.Range[int, 0, rules.STARTING_XP_MAX] | None = None):
     await begin(interaction)
-    created = await db_of(interaction).create_character(guild_id_of(interaction), interaction.user.id,
-                                                        name, image_url)
-    await reply(interaction, f"Created **{shown(created.name)}**; it is now your active character.",
-                embed=character_embed(created, interaction.user))
+    if (player is not None or starting_xp is not None) and not await is_staff(interaction):
+        raise Refusal("Only staff can create a character for someone else or with starting XP; "
+                      "leave out `player` and `starting_xp`. Nothing was created.")
+    if player is not None and player.bot:
+        raise Refusal("Bots can't have characters; pick a member. Nothing was created.")
+    owner = player or interaction.user
+    created = await db_of(interaction).create_character(
+        guild_id_of(interaction), owner.id, name, image_url, sheet_url,
+        starting_xp=starting_xp or 0, created_by=interaction.user.id)
+    whose = "your" if owner.id == interaction.user.id else f"{owner.mention}'s"
+    await reply(interaction, f"Created **{shown(created.name)}**; it is now {whose} active character.",
+                embed=character_embed(created, owner))
+
+
+def link_change(value: str | None):
+    """An option of /xp_edit: not given keeps the link, `none` clears it."""
+    if value is None:
+        return KEEP
+    return None if value.strip().lower() == "none" else value
+
+
+@app_commands.command(name="xp_edit", description="Rename a character or change its picture or sheet link")
+@app_commands.describe(character="Your character (staff: any)", name="A new name",
+                       image_url="A picture link, or none to remove it", sheet_url="A sheet link, or none to remove it")
+@app_commands.guild_only()
+async def xp_edit(interaction: discord.Interaction, character: MineOrStaffCharacter,
+                  name: app_commands.Range[str, 1, rules.NAME_MAX] | None = None,
+                  image_url: str | None = None, sheet_url: str | None = None):
+    await begin(interaction)
+    staff = await is_staff(interaction)
+    before, after = await db_of(interaction).edit_character(
+        guild_id_of(interaction), character.id, owner_id=None if staff else interaction.user.id,
+        name=name, image_url=link_change(image_url), sheet_url=link_change(sheet_url))
+    changed = [what for what, a, b in (("name", before.name, after.name), ("picture", before.image_url, after.image_url),
+                                       ("sheet link", before.sheet_url, after.sheet_url)) if a != b]
+    text = (f"**{shown(after.name)}**: {', '.join(changed)} changed." if changed
+            else f"**{shown(after.name)}** already looked like that; nothing changed.")
+    await reply(interaction, text, embed=character_embed(after))
 
 
 @app_commands.command(name="xp_active", description="Choose which of your characters earns RP XP")
@@ -96,63 +191,83 @@ async def xp_active(interaction: discord.Interaction, character: OwnCharacter):
     await reply(interaction, f"**{shown(active.name)}** is now your active character.")
 
 
-@app_commands.command(name="xp_list", description="List your characters")
+@app_commands.command(name="xp_list", description="List your characters (or a player's), or the retired ones")
+@app_commands.describe(player="Someone else's characters", retired="True: the retired characters instead")
 @app_commands.guild_only()
-async def xp_list(interaction: discord.Interaction):
+async def xp_list(interaction: discord.Interaction, player: discord.Member | None = None, retired: bool = False):
     await begin(interaction)
-    characters = await db_of(interaction).list_characters(guild_id_of(interaction), interaction.user.id)
+    whose = player or interaction.user
+    characters = await db_of(interaction).list_characters(guild_id_of(interaction), whose.id, retired=retired)
+    mine = whose.id == interaction.user.id
     if not characters:
-        raise Refusal("You have no characters here yet. Create one with `/xp_create`.")
-    lines = [f"{'⭐' if c.active else '•'} **{shown(c.name)}** · level {c.level} · {c.xp:,} XP"
-             for c in characters]
-    embed = discord.Embed(title="Your characters", colour=COLOUR, description="\n".join(lines)[:4000])
-    embed.set_footer(text="⭐ = active: it earns XP from your RP messages")
+        if retired:
+            raise Refusal(f"{'You have' if mine else f'{whose.mention} has'} no retired characters here.")
+        raise Refusal("You have no characters here yet. Create one with `/xp_create`." if mine
+                      else f"{whose.mention} has no characters in play here.")
+    lines = [f"{'⭐' if c.active else '•'} **{shown(c.name)}** · level {c.level} · {c.xp:,} XP" for c in characters]
+    title = ("Your" if mine else f"{whose.display_name}'s") + (" retired characters" if retired else " characters")
+    embed = discord.Embed(title=shown(title), colour=COLOUR, description="\n".join(lines)[:4000])
+    embed.set_footer(text="Retired characters earn nothing; /xp_unretire brings one back" if retired
+                     else "⭐ = active: it earns XP from RP messages")
     await reply(interaction, embed=embed)
 
 
-@app_commands.command(name="xp_delete", description="Delete one of your characters (asks to confirm)")
+@app_commands.command(name="xp_delete", description="Delete one of your characters for good (asks to confirm)")
 @app_commands.describe(character="One of your characters")
 @app_commands.guild_only()
 async def xp_delete(interaction: discord.Interaction, character: OwnCharacter):
     await begin(interaction)
-    view = discord.ui.View(timeout=None)
-    view.add_item(DeleteButton("yes", interaction.user.id, character.id))
-    view.add_item(DeleteButton("no", interaction.user.id, character.id))
-    await reply(interaction, f"Delete **{shown(character.name)}** and its {character.xp:,} XP? "
-                             "This can't be undone.", view=view)
+    await reply(interaction, f"Delete **{shown(character.name)}** and its {character.xp:,} XP? This can't be undone.",
+                view=confirm_view("del", interaction.user.id, character.id))
 
 
-class DeleteButton(Guarded, discord.ui.DynamicItem[discord.ui.Button],
-                   template=r"xp:del:(?P<action>yes|no):(?P<owner>\d{1,20}):(?P<cid>\d{1,20})"):
-    def __init__(self, action: str, owner: int, character_id: int):
-        style = discord.ButtonStyle.danger if action == "yes" else discord.ButtonStyle.secondary
-        super().__init__(discord.ui.Button(label="Delete" if action == "yes" else "Cancel", style=style,
-                                           custom_id=f"xp:del:{action}:{owner}:{character_id}"))
-        self.action, self.owner, self.character_id = action, owner, character_id
+async def confirmed_delete(interaction: discord.Interaction, character_id: int) -> str:
+    deleted, active = await db_of(interaction).delete_character(guild_id_of(interaction), interaction.user.id,
+                                                                character_id)
+    text = f"Deleted **{shown(deleted.name)}** ({deleted.xp:,} XP)."
+    if active is not None:
+        text += f" Your active character is now **{shown(active.name)}**."
+    return text
 
-    @classmethod
-    async def from_custom_id(cls, interaction, item, match: re.Match):
-        return cls(match["action"], int(match["owner"]), int(match["cid"]))
 
-    async def run(self, interaction: discord.Interaction) -> None:
-        if interaction.user.id != self.owner:
-            await reply(interaction, "Only the player who asked can confirm or cancel this.")
-            return
-        if self.action == "no":
-            await interaction.response.edit_message(content="Nothing was deleted.", view=None)
-            return
-        if snowflake(str(self.character_id)) is None:
-            raise Refusal("That character doesn't exist.")
-        try:
-            deleted, active = await db_of(interaction).delete_character(
-                guild_id_of(interaction), self.owner, self.character_id)
-        except rules.UserError as e:
-            await interaction.response.edit_message(content=user_message(e), view=None)
-            return
-        text = f"Deleted **{shown(deleted.name)}** ({deleted.xp:,} XP)."
-        if active is not None:
-            text += f" Your active character is now **{shown(active.name)}**."
-        await interaction.response.edit_message(content=text, view=None)
+@app_commands.command(name="xp_retire", description="Retire a character: it keeps its XP but earns none (asks to confirm)")
+@app_commands.describe(character="Your character (staff: any)")
+@app_commands.guild_only()
+async def xp_retire(interaction: discord.Interaction, character: MineOrStaffCharacter):
+    await begin(interaction)
+    await reply(interaction, f"Retire **{shown(character.name)}** ({character.xp:,} XP)? It keeps its XP and history "
+                             "but earns no more until `/xp_unretire` brings it back.",
+                view=confirm_view("ret", interaction.user.id, character.id))
+
+
+async def confirmed_retire(interaction: discord.Interaction, character_id: int) -> str:
+    staff = await is_staff(interaction)
+    retired, active = await db_of(interaction).retire_character(
+        guild_id_of(interaction), character_id, owner_id=None if staff else interaction.user.id)
+    await bot_of(interaction).character_changed(guild_id_of(interaction), retired.user_id, "retired", retired,
+                                                by=interaction.user.id)
+    text = f"Retired **{shown(retired.name)}** ({retired.xp:,} XP)."
+    if retired.user_id == interaction.user.id and active is not None:
+        text += f" Your active character is now **{shown(active.name)}**."
+    return text
+
+
+@app_commands.command(name="xp_unretire", description="Bring a retired character back into play")
+@app_commands.describe(character="Your retired character (staff: any)")
+@app_commands.guild_only()
+async def xp_unretire(interaction: discord.Interaction, character: RetiredCharacter):
+    await begin(interaction)
+    staff = await is_staff(interaction)
+    restored = await db_of(interaction).unretire_character(guild_id_of(interaction), character.id,
+                                                           owner_id=None if staff else interaction.user.id)
+    await bot_of(interaction).character_changed(guild_id_of(interaction), restored.user_id, "restored", restored,
+                                                by=interaction.user.id)
+    await reply(interaction, f"**{shown(restored.name)}** is back in play ({restored.xp:,} XP). "
+                             "Make it active with `/xp_active` to earn RP XP with it.")
+
+
+CONFIRMATIONS["del"] = Confirmation("Delete", "Nothing was deleted.", confirmed_delete)
+CONFIRMATIONS["ret"] = Confirmation("Retire", "Nothing was retired.", confirmed_retire)
 
 
 async def timezones(interaction: discord.Interaction, current: str) -> list[app_commands.Choice[str]]:
@@ -200,5 +315,6 @@ async def xp_help(interaction: discord.Interaction):
     await reply(interaction, embed=embed)
 
 
-COMMANDS = [xp, xp_create, xp_active, xp_list, xp_delete, xp_set_timezone, xp_tracking, xp_help]
-COMPONENTS = [DeleteButton]
+COMMANDS = [xp, xp_create, xp_edit, xp_active, xp_list, xp_delete, xp_retire, xp_unretire, xp_set_timezone,
+            xp_tracking, xp_help]
+COMPONENTS = [CharacterPageButton]
