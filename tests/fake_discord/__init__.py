@@ -1,0 +1,116 @@
+"""A fake Discord (REST v10 + gateway) on 127.0.0.1 that the real, unmodified discord.py talks to.
+
+Tests drive the bot the way Discord does: users post messages, run commands, press buttons and
+submit modals; the fake turns that into gateway events, answers the bot's REST calls like Discord
+would, and records them.
+
+Start it and point discord.py at it (Route.BASE and DiscordWebSocket.DEFAULT_GATEWAY, restored on exit):
+
+    async with FakeDiscord() as fake:              # or the `fake_discord` pytest fixture
+        guild = fake.add_guild("RP Server")        # the bot is a member of every guild
+        rp = fake.add_channel(guild, "rp")
+        alice = fake.add_member(guild, "alice")
+        staff = fake.add_member(guild, "mod", permissions=["manage_guild"])
+        async with run_client(XPBot(db, env="dev", guild_id=guild.id)) as bot:
+            result = await fake.slash(guild, rp, alice, "xp_create", {"name": "Luna"})
+            assert result.ephemeral and "Luna" in result.content
+
+    A separate process (python tests/run_bot.py --api <fake.base_url> [bot args]), until it has a
+    ready gateway session; SIGTERM on exit:
+
+        async with bot_process(fake, env={"DISCORD_BOT_TOKEN": "t", "DATABASE_URL": url}) as bot:
+            await bot.wait_for_output("is online")      # also bot.session, bot.stop(), bot.kill()
+
+The world (synchronous; set it up before the bot connects, or `await fake.guild_create(g)` after):
+    add_user(name, bot=False) -> User
+    add_guild(name="Test Server", owner=None, id=None) -> Guild   (@everyone, the bot's role and member)
+        id=n << 22 puts the guild on shard n % shard_count.
+    add_role(guild, name, permissions=0) -> Role
+    add_channel(guild, name="general", type=0, category=None) / add_category(guild, name) -> Channel
+    add_thread(parent, name, owner=None, private=False) -> Channel
+    add_member(guild, user_or_name, permissions=0, roles=(), bot=False, nick=None) -> Member
+        permissions: int, discord.Permissions or names; kept in a role, so the interaction's
+        `permissions` and discord.py's Member.guild_permissions agree.
+
+Driving the bot (async). The interaction helpers wait for the bot's first answer (wait=False: don't;
+timeout=: override FakeDiscord(timeout=5.0)) and fail with an AssertionError saying what happened:
+    send_message(channel, author, content="", embeds=(), mentions=(), webhook_id=None, type=0,
+                 edit=False, message_id=None, attachments=()) -> message dict
+        MESSAGE_CREATE (MESSAGE_UPDATE with edit=True) with author, member, mentions (also parsed
+        from <@id> in content), embeds (dicts or discord.Embed), timestamp, guild_id.
+    slash(guild, channel, user, "name" or "group sub", options={...}) -> InteractionResult
+        Option types and `resolved` data come from the synced command; strict=True (default) also
+        requires the command to be synced for that guild or globally and checks required options,
+        choices, min/max and channel types, as Discord's client does.
+    autocomplete(guild, channel, user, "name", options={...}, focused="opt") -> InteractionResult
+    click(message, custom_id, user)                              (message: a result, Reply, dict or id)
+    select(message, custom_id, values, user, component_type=None)  (values: strings, or channels/
+                                                                    users/roles for those selects)
+    submit_modal(result_or_custom_id, {field_custom_id: value}, user)   (Label or action-row modals;
+                                                                          missing fields keep defaults)
+    dispatch(event, data, guild_id)   guild_create(guild, joined=True)
+    drop(session=None, code=4000, resumable=True)   request_reconnect(session)   invalidate_session(s)
+
+InteractionResult: the callback (type 4 message, 5 deferred, 6 deferred update, 7 update, 8 choices,
+9 modal) read like a Reply, plus what came later for the same token:
+    .type .content .embeds .embed .text() .components (custom_ids) .component(id) .ephemeral .flags
+    .allowed_mentions .pings (mentions that would notify) .attachments .files {filename: bytes} .choices .modal .deferred
+    .message -> Reply of the original response now      .rejections (answers the fake refused)
+    await .followup() -> the next follow-up (Reply)      await .edited() -> original after next edit
+
+What the bot did:
+    fake.requests [RecordedRequest: method, path, route, query, json, files, headers, status, error]
+    fake.unexpected (routes the fake does not serve; 404 like Discord)   fake.rejected (all 4xx)
+    fake.assert_clean()   fake.commands(guild=None) -> {name: command}
+    fake.command_syncs [(guild_id or None, [names])]   fake.posts(channel=None) -> [Reply]
+    fake.message(id) -> Reply   fake.sessions [GatewaySession: shard, intents, seq, connected]
+    await fake.wait_for_posts(n, channel)  wait_for_request(method, path_regex)  wait_for_sessions(n)
+    await fake.wait_until(predicate, "what")
+
+Discord behaviour the fake reproduces, so bugs show up in tests: message/embed/component/modal/
+choice and command-definition limits (400 50035); one acknowledgement per interaction (400 40060);
+follow-ups and edits only after it (404 10015); the bot's own non-ephemeral messages echoed back
+to it; MESSAGE_CONTENT and GUILD_MESSAGES intents; members in GUILD_CREATE only with the presences
+intent (else discord.py chunks them); ephemeral messages usable only by their owner; sessions that
+RESUME get the events they missed; a close with 1000/1001 by the bot ends its session (discord.py's
+close() actually sends 4000, so its sessions stay resumable, as on Discord).
+Not reproduced: rate limits (429), the 3-second deadline for the first answer, permission
+overwrites, DMs, voice, ETF encoding and zlib-compressed frames.
+
+Layout (one concern per module; FakeDiscord in driver.py composes the mixins):
+    world.py        snowflakes, User/Role/Channel/Member/Guild, permissions
+    limits.py       DiscordError and Discord's limits on messages, components, modals, choices, commands
+    replies.py      RecordedRequest, Reply, InteractionResult (what the bot sent, as tests read it)
+    waiting.py      Signal: wait for a condition, re-checked on every change
+    gateway.py      GatewaySession, IDENTIFY/RESUME/member chunks, dispatching events (GatewayMixin)
+    rest.py         the route table, request recording, token check, error answers (RestMixin)
+    guilds.py       building and changing the world; guild, member, role and channel routes (GuildsMixin)
+    messages.py     users' messages, the bot's messages and attachments, channel message routes (MessagesMixin)
+    commands.py     application commands the bot synced and their routes (CommandsMixin)
+    interactions.py slash/autocomplete/click/select/submit_modal and the bot's answers (InteractionsMixin)
+    driver.py       FakeDiscord (state, lifecycle, inspection, waiting), pointed_at, the fake_discord fixture
+    clients.py      run_client (in-process), bot_process/BotProcess (tests/run_bot.py)
+"""
+from __future__ import annotations
+
+from .clients import RUN_BOT, BotProcess, bot_process, run_client
+from .driver import DEFAULT_TIMEOUT, FakeDiscord, fake_discord, pointed_at
+from .gateway import INTENT_GUILD_MESSAGES, INTENT_GUILD_PRESENCES, INTENT_MESSAGE_CONTENT, GatewaySession
+from .limits import (COMPONENTS_V2, EPHEMERAL, LOADING, DiscordError, choice_problems, command_problems,
+                     component_problems, embed_problems, flatten_components, invalid_form, message_problems,
+                     modal_problems, option_problems)
+from .replies import InteractionResult, RecordedRequest, Reply, UploadedFile
+from .rest import json_response
+from .world import (ALL_PERMISSIONS, BOT_PERMISSIONS, DISCORD_EPOCH_MS, EVERYONE_PERMISSIONS, Channel, Guild,
+                    Member, Role, User, id_of, iso_now, permission_value, snowflake)
+
+__all__ = [
+    "FakeDiscord", "fake_discord", "run_client", "bot_process", "BotProcess", "RUN_BOT", "pointed_at",
+    "DEFAULT_TIMEOUT", "GatewaySession", "INTENT_GUILD_MESSAGES", "INTENT_GUILD_PRESENCES",
+    "INTENT_MESSAGE_CONTENT", "COMPONENTS_V2", "EPHEMERAL", "LOADING", "DiscordError", "invalid_form",
+    "choice_problems", "command_problems", "component_problems", "embed_problems", "message_problems",
+    "modal_problems", "option_problems", "flatten_components", "InteractionResult", "RecordedRequest", "Reply",
+    "UploadedFile", "json_response", "ALL_PERMISSIONS", "BOT_PERMISSIONS", "DISCORD_EPOCH_MS",
+    "EVERYONE_PERMISSIONS", "Channel", "Guild", "Member", "Role", "User", "id_of", "iso_now",
+    "permission_value", "snowflake",
+]
