@@ -23,14 +23,29 @@ Start it and point discord.py at it (Route.BASE and DiscordWebSocket.DEFAULT_GAT
 
 The world (synchronous; set it up before the bot connects, or `await fake.guild_create(g)` after):
     add_user(name, bot=False) -> User
-    add_guild(name="Test Server", owner=None, id=None) -> Guild   (@everyone, the bot's role and member)
-        id=n << 22 puts the guild on shard n % shard_count.
-    add_role(guild, name, permissions=0) -> Role
+    add_guild(name="Test Server", owner=None, id=None, bot_permissions=None) -> Guild
+        @everyone, the bot's managed role and member, the owner. id=n << 22 puts the guild on shard
+        n % shard_count. bot_permissions: what the bot's role grants (default BOT_PERMISSIONS, which
+        lacks manage_roles); @everyone's permissions apply on top.
+    add_role(guild, name, permissions=0, position=None, managed=False) -> Role
+        Positions stay 1..n (0 is @everyone). By default a new role goes right below the bot's role
+        (the bot's moves up), so the bot may assign it; position=n inserts it at n instead.
+    bot_role(guild) -> Role
     add_channel(guild, name="general", type=0, category=None) / add_category(guild, name) -> Channel
     add_thread(parent, name, owner=None, private=False) -> Channel
     add_member(guild, user_or_name, permissions=0, roles=(), bot=False, nick=None) -> Member
         permissions: int, discord.Permissions or names; kept in a role, so the interaction's
         `permissions` and discord.py's Member.guild_permissions agree.
+    close_dms(user, closed=True)   the user refuses the bot's DMs (sending answers 403 50007)
+
+Changing the world while the bot runs (async; each sends the event Discord sends, to sessions whose
+intents include it: GUILD_MEMBERS for member events, GUILDS for role and channel events):
+    remove_member(guild, user)                     GUILD_MEMBER_REMOVE
+    delete_role(role)                              GUILD_ROLE_DELETE (members and overwrites lose it)
+    update_role(role, name=None, permissions=None, position=None)   GUILD_ROLE_UPDATE per moved role
+    delete_channel(channel)                        CHANNEL_DELETE (threads: THREAD_DELETE); its routes 404 10003
+    set_overwrite(channel, role_member_user_or_guild, allow=(), deny=())   CHANNEL_UPDATE
+    deny_bot(channel, *permissions)                e.g. deny_bot(rp, "send_messages"): posts there 403 50013
 
 Driving the bot (async). The interaction helpers wait for the bot's first answer (wait=False: don't;
 timeout=: override FakeDiscord(timeout=5.0)) and fail with an AssertionError saying what happened:
@@ -63,29 +78,47 @@ What the bot did:
     fake.unexpected (routes the fake does not serve; 404 like Discord)   fake.rejected (all 4xx)
     fake.assert_clean()   fake.commands(guild=None) -> {name: command}
     fake.command_syncs [(guild_id or None, [names])]   fake.posts(channel=None) -> [Reply]
-    fake.message(id) -> Reply   fake.sessions [GatewaySession: shard, intents, seq, connected]
-    await fake.wait_for_posts(n, channel)  wait_for_request(method, path_regex)  wait_for_sessions(n)
-    await fake.wait_until(predicate, "what")
+    fake.message(id) -> Reply (current state, edits included)   fake.dms(user) -> [Reply] (DMs the bot sent)
+    fake.sessions [GatewaySession: shard, intents, seq, connected, sent]
+    await fake.wait_for_posts(n, channel)  wait_for_dms(user, n)  wait_for_request(method, path_regex)
+    await fake.wait_for_sessions(n)  wait_until(predicate, "what")
+    guild.members[user_id].role_ids, guild.roles, channel.overwrites: the world as the bot changed it
 
 Discord behaviour the fake reproduces, so bugs show up in tests: message/embed/component/modal/
 choice and command-definition limits (400 50035); one acknowledgement per interaction (400 40060);
 follow-ups and edits only after it (404 10015); the bot's own non-ephemeral messages echoed back
-to it; MESSAGE_CONTENT and GUILD_MESSAGES intents; members in GUILD_CREATE only with the presences
-intent (else discord.py chunks them); ephemeral messages usable only by their owner; sessions that
-RESUME get the events they missed; a close with 1000/1001 by the bot ends its session (discord.py's
-close() actually sends 4000, so its sessions stay resumable, as on Discord).
-Not reproduced: rate limits (429), the 3-second deadline for the first answer, permission
-overwrites, DMs, voice, ETF encoding and zlib-compressed frames.
+to it (DMs too, on shard 0 with DIRECT_MESSAGES); MESSAGE_CONTENT, GUILD_MESSAGES, GUILD_MEMBERS
+and GUILDS intents (the bot's own GUILD_MEMBER_UPDATE comes regardless); members in GUILD_CREATE
+only with the presences intent (else discord.py chunks them); ephemeral messages usable only by
+their owner and unknown to channel routes; sessions that RESUME get the events they missed; a close
+with 1000/1001 by the bot ends its session (discord.py's close() actually sends 4000, so its
+sessions stay resumable, as on Discord).
+Member roles (PUT/DELETE .../members/{user}/roles/{role}, PATCH .../members/{user} roles/nick):
+MANAGE_ROLES and a role strictly below the bot's highest, not managed (else 403 50013); unknown
+member 404 10007, unknown role (or @everyone) 404 10011; GUILD_MEMBER_UPDATE on a change. Also GET
+guild members (limit/after), member, roles, role. Channel permissions with overwrites (@everyone,
+roles, member; threads use their parent's): posting needs VIEW_CHANNEL (else 403 50001) and
+SEND_MESSAGES (SEND_MESSAGES_IN_THREADS in threads; ATTACH_FILES with files) (else 403 50013);
+interaction payloads carry the overwritten permissions, and answering an interaction needs none.
+Deleted channels 404 10003. DMs: POST /users/@me/channels, then the DM channel's message routes;
+closed DMs and bots 403 50007. Editing a message someone else wrote 403 50005.
+Not reproduced: rate limits (429), the
+3-second deadline for the first answer, users' DMs to the bot, GUILD_MEMBER_ADD/GUILD_ROLE_CREATE/
+CHANNEL_CREATE for things added after connecting (use guild_create), role hierarchy checks beyond
+member roles and nicknames (kicks, bans, role edits by the bot), voice, ETF encoding and
+zlib-compressed frames.
 
 Layout (one concern per module; FakeDiscord in driver.py composes the mixins):
     world.py        snowflakes, User/Role/Channel/Member/Guild, permissions
     limits.py       DiscordError and Discord's limits on messages, components, modals, choices, commands
     replies.py      RecordedRequest, Reply, InteractionResult (what the bot sent, as tests read it)
     waiting.py      Signal: wait for a condition, re-checked on every change
-    gateway.py      GatewaySession, IDENTIFY/RESUME/member chunks, dispatching events (GatewayMixin)
+    gateway.py      GatewaySession, IDENTIFY/RESUME/member chunks, dispatching events by intent (GatewayMixin)
     rest.py         the route table, request recording, token check, error answers (RestMixin)
-    guilds.py       building and changing the world; guild, member, role and channel routes (GuildsMixin)
-    messages.py     users' messages, the bot's messages and attachments, channel message routes (MessagesMixin)
+    guilds.py       building and changing the world (with its events), permission checks, guild, member,
+                    role and channel routes (GuildsMixin)
+    messages.py     users' messages, the bot's messages and attachments, channel message routes, DMs
+                    (MessagesMixin)
     commands.py     application commands the bot synced and their routes (CommandsMixin)
     interactions.py slash/autocomplete/click/select/submit_modal and the bot's answers (InteractionsMixin)
     driver.py       FakeDiscord (state, lifecycle, inspection, waiting), pointed_at, the fake_discord fixture
@@ -95,19 +128,22 @@ from __future__ import annotations
 
 from .clients import RUN_BOT, BotProcess, bot_process, run_client
 from .driver import DEFAULT_TIMEOUT, FakeDiscord, fake_discord, pointed_at
-from .gateway import INTENT_GUILD_MESSAGES, INTENT_GUILD_PRESENCES, INTENT_MESSAGE_CONTENT, GatewaySession
+from .gateway import (EVENT_INTENTS, INTENT_DIRECT_MESSAGES, INTENT_GUILD_MEMBERS, INTENT_GUILD_MESSAGES,
+                      INTENT_GUILD_PRESENCES, INTENT_GUILDS, INTENT_MESSAGE_CONTENT, GatewaySession)
+from .guilds import permission_bits
 from .limits import (COMPONENTS_V2, EPHEMERAL, LOADING, DiscordError, choice_problems, command_problems,
                      component_problems, embed_problems, flatten_components, invalid_form, message_problems,
                      modal_problems, option_problems)
 from .replies import InteractionResult, RecordedRequest, Reply, UploadedFile
 from .rest import json_response
-from .world import (ALL_PERMISSIONS, BOT_PERMISSIONS, DISCORD_EPOCH_MS, EVERYONE_PERMISSIONS, Channel, Guild,
-                    Member, Role, User, id_of, iso_now, permission_value, snowflake)
+from .world import (ADMINISTRATOR, ALL_PERMISSIONS, BOT_PERMISSIONS, DISCORD_EPOCH_MS, EVERYONE_PERMISSIONS,
+                    Channel, Guild, Member, Overwrite, Role, User, id_of, iso_now, permission_value, snowflake)
 
 __all__ = [
     "FakeDiscord", "fake_discord", "run_client", "bot_process", "BotProcess", "RUN_BOT", "pointed_at",
-    "DEFAULT_TIMEOUT", "GatewaySession", "INTENT_GUILD_MESSAGES", "INTENT_GUILD_PRESENCES",
-    "INTENT_MESSAGE_CONTENT", "COMPONENTS_V2", "EPHEMERAL", "LOADING", "DiscordError", "invalid_form",
+    "DEFAULT_TIMEOUT", "GatewaySession", "EVENT_INTENTS", "INTENT_DIRECT_MESSAGES", "INTENT_GUILD_MEMBERS",
+    "INTENT_GUILD_MESSAGES", "INTENT_GUILD_PRESENCES", "INTENT_GUILDS", "INTENT_MESSAGE_CONTENT",
+    "permission_bits", "ADMINISTRATOR", "Overwrite", "COMPONENTS_V2", "EPHEMERAL", "LOADING", "DiscordError", "invalid_form",
     "choice_problems", "command_problems", "component_problems", "embed_problems", "message_problems",
     "modal_problems", "option_problems", "flatten_components", "InteractionResult", "RecordedRequest", "Reply",
     "UploadedFile", "json_response", "ALL_PERMISSIONS", "BOT_PERMISSIONS", "DISCORD_EPOCH_MS",

@@ -20,7 +20,7 @@ from .messages import MessagesMixin
 from .replies import InteractionResult, RecordedRequest, Reply
 from .rest import RestMixin
 from .waiting import Signal
-from .world import Guild, User, snowflake
+from .world import Channel, Guild, User, snowflake
 
 DEFAULT_TIMEOUT = 5.0
 
@@ -69,6 +69,9 @@ class FakeDiscord(GuildsMixin, MessagesMixin, InteractionsMixin, CommandsMixin, 
         self._message_owner: dict[int, int] = {}             # ephemeral message id -> user who sees it
         self._message_token: dict[int, str] = {}             # message id -> interaction that made it
         self._posts: list[int] = []                          # POST /channels/{id}/messages, in order
+        self._dm_posts: list[int] = []                       # the same, in DM channels
+        self._dm_channels: dict[int, Channel] = {}           # user id -> DM channel
+        self._closed_dms: set[int] = set()                   # users who do not accept the bot's DMs
         self._interactions: dict[str, InteractionResult] = {}
         self._modals: dict[str, InteractionResult] = {}      # modal custom_id -> result that showed it
         self._sockets: set[web.WebSocketResponse] = set()

@@ -14,9 +14,20 @@ from .world import Guild
 log = logging.getLogger("fake_discord")
 
 # Gateway intents the fake honours.
+INTENT_GUILDS = 1 << 0
+INTENT_GUILD_MEMBERS = 1 << 1
 INTENT_GUILD_PRESENCES = 1 << 8
 INTENT_GUILD_MESSAGES = 1 << 9
+INTENT_DIRECT_MESSAGES = 1 << 12
 INTENT_MESSAGE_CONTENT = 1 << 15
+
+# The intent a session needs to receive each event (events not listed here are always sent).
+EVENT_INTENTS = {
+    **dict.fromkeys(("GUILD_MEMBER_ADD", "GUILD_MEMBER_UPDATE", "GUILD_MEMBER_REMOVE"), INTENT_GUILD_MEMBERS),
+    **dict.fromkeys(("GUILD_ROLE_CREATE", "GUILD_ROLE_UPDATE", "GUILD_ROLE_DELETE", "CHANNEL_CREATE",
+                     "CHANNEL_UPDATE", "CHANNEL_DELETE", "THREAD_CREATE", "THREAD_UPDATE", "THREAD_DELETE"),
+                    INTENT_GUILDS),
+}
 
 
 class GatewaySession:
@@ -64,7 +75,8 @@ class GatewayMixin:
     """FakeDiscord's gateway: the websocket server and sending events to sessions."""
 
     async def dispatch(self, event: str, data: Any, guild_id: Optional[int] = None) -> int:
-        """Send an event to every session handling the guild; returns how many got it (or will, on resume)."""
+        """Send an event to every session handling the guild, if its intents allow; returns how many
+        sessions handle the guild (they got it, or will on resume, unless their intents exclude it)."""
         targets = [s for s in self.sessions if s.resumable and s.handles(guild_id)]
         for session in targets:
             payload = data
@@ -72,7 +84,19 @@ class GatewayMixin:
                 if guild_id is not None and not session.intents & INTENT_GUILD_MESSAGES:
                     continue
                 payload = self._content_for(session, data)
+            elif event in EVENT_INTENTS and not session.intents & EVENT_INTENTS[event]:
+                # Discord sends the bot's own member updates whatever its intents.
+                if not (event == "GUILD_MEMBER_UPDATE" and data["user"]["id"] == str(self.bot_user.id)):
+                    continue
             await session.dispatch(event, payload)
+        return len(targets)
+
+    async def _dispatch_dm(self, event: str, data: Any) -> int:
+        """DM events go to shard 0 only, with the DIRECT_MESSAGES intent (content is never blanked)."""
+        targets = [s for s in self.sessions if s.resumable and (s.shard is None or s.shard[0] == 0)]
+        for session in targets:
+            if session.intents & INTENT_DIRECT_MESSAGES:
+                await session.dispatch(event, data)
         return len(targets)
 
     def _content_for(self, session: GatewaySession, message: dict) -> dict:

@@ -24,12 +24,13 @@ class InteractionsMixin:
 
     def _interaction_payload(self, itype: int, guild: Guild, channel: Channel, member: Member, data: dict,
                              message: Optional[dict] = None) -> dict:
+        permissions = guild.permissions_in(member, channel)  # the member's, overwrites included
         payload = {
             "id": str(snowflake()), "application_id": str(self.application_id), "type": itype, "data": data,
             "guild_id": str(guild.id), "guild": {"id": str(guild.id), "locale": "en-US", "features": []},
-            "channel_id": str(channel.id), "channel": {**channel.payload(), "permissions": str(member.permissions)},
-            "member": member.payload(permissions=True), "token": f"tok-{uuid.uuid4().hex}", "version": 1,
-            "app_permissions": str(guild.members[self.bot_user.id].permissions), "locale": "en-US",
+            "channel_id": str(channel.id), "channel": {**channel.payload(), "permissions": str(permissions)},
+            "member": {**member.payload(), "permissions": str(permissions)}, "token": f"tok-{uuid.uuid4().hex}",
+            "version": 1, "app_permissions": str(self._bot_permissions_in(channel)), "locale": "en-US",
             "guild_locale": "en-US", "entitlements": [], "authorizing_integration_owners": {"0": str(guild.id)},
             "context": 0, "attachment_size_limit": 10 * 1024 * 1024,
         }
@@ -59,8 +60,8 @@ class InteractionsMixin:
             return str(role.id)
         if opt_type == 7:
             channel = self.channel(value)
-            resolved.setdefault("channels", {})[str(channel.id)] = {**channel.payload(),
-                                                                    "permissions": str(member.permissions)}
+            resolved.setdefault("channels", {})[str(channel.id)] = {
+                **channel.payload(), "permissions": str(guild.permissions_in(member, channel))}
             return str(channel.id)
         if opt_type == 11:
             filename, data = value
@@ -157,6 +158,7 @@ class InteractionsMixin:
         assert mid in self._messages, f"message {mid} is not known to the fake (deleted?)"
         message = copy.deepcopy(self._messages[mid])
         channel = self.channel(message["channel_id"])
+        assert not channel.is_dm, "the fake sends component interactions from guild channels only, not DMs"
         guild = self.guilds[channel.guild_id]
         member = self.member(guild, user)
         owner = self._message_owner.get(mid)

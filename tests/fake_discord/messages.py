@@ -1,4 +1,5 @@
-"""Messages: users posting (MESSAGE_CREATE/UPDATE), the bot's messages and attachments, channel message routes."""
+"""Messages: users posting (MESSAGE_CREATE/UPDATE), the bot's messages and attachments, channel message
+routes, and DMs."""
 from __future__ import annotations
 
 import copy
@@ -13,6 +14,11 @@ from .replies import Reply, UploadedFile
 from .rest import BODY, FILES, json_response
 from .world import Channel, Member, id_of, iso_now, snowflake
 
+SEND_MESSAGES = discord.Permissions(send_messages=True).value
+SEND_MESSAGES_IN_THREADS = discord.Permissions(send_messages_in_threads=True).value
+ATTACH_FILES = discord.Permissions(attach_files=True).value
+READ_MESSAGE_HISTORY = discord.Permissions(read_message_history=True).value
+
 
 class MessagesMixin:
     """FakeDiscord's message store, and the routes that read and change it."""
@@ -22,9 +28,54 @@ class MessagesMixin:
         return Reply(copy.deepcopy(self._messages[mid]), files=self._files.get(mid))
 
     def posts(self, channel: Any = None) -> list[Reply]:
-        """Messages the bot posted with POST /channels/{id}/messages, oldest first (current state)."""
+        """Messages the bot posted with POST /channels/{id}/messages in guild channels, oldest first
+        (current state; deleted ones left out). DMs: see dms()."""
         return [self.message(mid) for mid in self._posts
                 if mid in self._messages and (channel is None or self._messages[mid]["channel_id"] == str(id_of(channel)))]
+
+    # -- DMs -------------------------------------------------------------------------------------
+
+    def dms(self, user: Any) -> list[Reply]:
+        """Messages the bot sent the user in their DM channel, oldest first (current state)."""
+        uid = id_of(user.user if isinstance(user, Member) else user)
+        channel = self._dm_channels.get(uid)
+        if channel is None:
+            return []
+        return [self.message(mid) for mid in self._dm_posts
+                if mid in self._messages and self._messages[mid]["channel_id"] == str(channel.id)]
+
+    async def wait_for_dms(self, user: Any, count: int = 1, timeout: Optional[float] = None) -> list[Reply]:
+        """Wait until the bot has sent the user `count` DMs; returns them all."""
+        timeout = self.timeout if timeout is None else timeout
+        await self._signal.until(lambda: len(self.dms(user)) >= count, timeout,
+                                 lambda: f"expected {count} DM(s) to {user}, got {len(self.dms(user))} within "
+                                         f"{timeout}s; DM requests: {[str(r) for r in self._dm_requests()]}")
+        return self.dms(user)
+
+    def close_dms(self, user: Any, closed: bool = True) -> None:
+        """The user does not accept DMs from the bot (closed=False: does again): sending them one answers
+        403 50007 "Cannot send messages to this user", as Discord does (opening the channel still works)."""
+        uid = id_of(user.user if isinstance(user, Member) else user)
+        if closed:
+            self._closed_dms.add(uid)
+        else:
+            self._closed_dms.discard(uid)
+
+    def _dm_requests(self) -> list:
+        prefixes = tuple(f"/channels/{c.id}/" for c in self._dm_channels.values())
+        return [r for r in self.requests if r.route == "/users/@me/channels" or r.path.startswith(prefixes)]
+
+    async def _dm_open(self, request: web.Request) -> web.Response:
+        """POST /users/@me/channels {recipient_id}: the DM channel with a user (the same one every time)."""
+        body = request[BODY] or {}
+        user = self.users.get(int(body.get("recipient_id") or 0))
+        if user is None or user.id == self.bot_user.id:
+            raise DiscordError(400, 50033, "Invalid Recipient(s)")
+        channel = self._dm_channels.get(user.id)
+        if channel is None:
+            channel = self._dm_channels[user.id] = Channel(snowflake(), None, "", type=1, recipient=user)
+        return json_response(channel.payload())
+
     def _message_payload(self, channel: Channel, author: Any, content: str, *, embeds: Iterable = (),
                          mentions: Iterable = (), webhook_id: Optional[int] = None, type: int = 0,
                          message_id: Optional[int] = None, attachments: Iterable = ()) -> dict:
@@ -72,6 +123,10 @@ class MessagesMixin:
         self._messages[int(message["id"])] = message
         await self._dispatch_required("MESSAGE_UPDATE" if edit else "MESSAGE_CREATE", message, channel.guild_id)
         return message
+
+
+    # -- the bot's messages ----------------------------------------------------------------------
+
     def _attachment(self, channel_id: int, filename: str, data: bytes, description: Optional[str] = None) -> dict:
         attachment_id = snowflake()
         self._attachments[attachment_id] = data
@@ -157,15 +212,21 @@ class MessagesMixin:
         if not self.echo_bot_messages or message["flags"] & EPHEMERAL:
             return
         channel = self.channel(message["channel_id"])
+        data = {k: v for k, v in message.items() if k != "allowed_mentions"}
+        if channel.is_dm:
+            await self._dispatch_dm(event, data)
+            return
         guild = self.guilds[channel.guild_id]
-        data = {**message, "guild_id": str(guild.id), "member": guild.members[self.bot_user.id].payload(with_user=False)}
-        data.pop("allowed_mentions", None)
+        data.update(guild_id=str(guild.id), member=guild.members[self.bot_user.id].payload(with_user=False))
         await self.dispatch(event, data, guild.id)
 
     def _channel_message(self, request: web.Request) -> dict:
+        """The message in the request's channel (404 10003 for a deleted channel, 10008 for a deleted,
+        foreign or ephemeral message; 403 50001 if the bot cannot see the channel)."""
         channel = self.channel(request.match_info["channel_id"])
+        self._require_channel_permissions(channel)
         message = self._messages.get(int(request.match_info["message_id"]))
-        if message is None or message["channel_id"] != str(channel.id):
+        if message is None or message["channel_id"] != str(channel.id) or message["flags"] & EPHEMERAL:
             raise DiscordError(404, 10008, "Unknown Message")
         return message
 
@@ -173,11 +234,19 @@ class MessagesMixin:
         channel = self.channel(request.match_info["channel_id"])
         if channel.type in (2, 4):
             raise DiscordError(400, 50008, "Cannot send messages in a non-text channel")
-        body = request[BODY] or {}
+        body, files = request[BODY] or {}, request[FILES]
+        if channel.is_dm:
+            if channel.recipient.id in self._closed_dms or channel.recipient.bot:
+                raise DiscordError(403, 50007, "Cannot send messages to this user")
+        else:
+            needed = [SEND_MESSAGES_IN_THREADS if channel.is_thread else SEND_MESSAGES]
+            needed += [ATTACH_FILES] if files else []
+            needed += [READ_MESSAGE_HISTORY] if body.get("message_reference") else []
+            self._require_channel_permissions(channel, *needed)
         if int(body.get("flags") or 0) & EPHEMERAL:
             raise invalid_form([("flags", "only interaction responses can be ephemeral")])
-        message = self._create_message(channel.id, body, request[FILES])
-        self._posts.append(int(message["id"]))
+        message = self._create_message(channel.id, body, files)
+        (self._dm_posts if channel.is_dm else self._posts).append(int(message["id"]))
         await self._echo("MESSAGE_CREATE", message)
         return json_response(message)
 
@@ -196,10 +265,14 @@ class MessagesMixin:
         message = self._channel_message(request)
         del self._messages[int(message["id"])]
         channel = self.channel(message["channel_id"])
-        await self.dispatch("MESSAGE_DELETE", {"id": message["id"], "channel_id": message["channel_id"],
-                                               "guild_id": str(channel.guild_id)}, channel.guild_id)
+        if channel.is_dm:
+            await self._dispatch_dm("MESSAGE_DELETE", {"id": message["id"], "channel_id": message["channel_id"]})
+        else:
+            await self.dispatch("MESSAGE_DELETE", {"id": message["id"], "channel_id": message["channel_id"],
+                                                   "guild_id": str(channel.guild_id)}, channel.guild_id)
         return web.Response(status=204)
 
     async def _typing(self, request: web.Request) -> web.Response:
-        self.channel(request.match_info["channel_id"])
+        channel = self.channel(request.match_info["channel_id"])
+        self._require_channel_permissions(channel, SEND_MESSAGES_IN_THREADS if channel.is_thread else SEND_MESSAGES)
         return web.Response(status=204)

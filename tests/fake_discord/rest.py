@@ -25,42 +25,52 @@ def json_response(data: Any, status: int = 200) -> web.Response:
 class RestMixin:
     """FakeDiscord's HTTP side: every route Discord serves that the fake knows, and the middleware."""
 
+    # Every route the fake serves (below /api/v10): method, template, handler method name.
+    ROUTES: list[tuple[str, str, str]] = [
+        ("GET", "/users/@me", "_me"),
+        ("GET", "/users/{user_id}", "_get_user"),
+        ("POST", "/users/@me/channels", "_dm_open"),
+        ("GET", "/oauth2/applications/@me", "_app_info"),
+        ("GET", "/applications/@me", "_app_info"),
+        ("GET", "/gateway", "_gateway_info"),
+        ("GET", "/gateway/bot", "_gateway_info"),
+        ("GET", "/applications/{app_id}/commands", "_commands_get"),
+        ("PUT", "/applications/{app_id}/commands", "_commands_put"),
+        ("POST", "/applications/{app_id}/commands", "_command_post"),
+        ("GET", "/applications/{app_id}/commands/{command_id}", "_command_get"),
+        ("PATCH", "/applications/{app_id}/commands/{command_id}", "_command_patch"),
+        ("DELETE", "/applications/{app_id}/commands/{command_id}", "_command_delete"),
+        ("GET", "/applications/{app_id}/guilds/{guild_id}/commands", "_commands_get"),
+        ("PUT", "/applications/{app_id}/guilds/{guild_id}/commands", "_commands_put"),
+        ("POST", "/applications/{app_id}/guilds/{guild_id}/commands", "_command_post"),
+        ("GET", "/applications/{app_id}/guilds/{guild_id}/commands/{command_id}", "_command_get"),
+        ("PATCH", "/applications/{app_id}/guilds/{guild_id}/commands/{command_id}", "_command_patch"),
+        ("DELETE", "/applications/{app_id}/guilds/{guild_id}/commands/{command_id}", "_command_delete"),
+        ("POST", "/interactions/{interaction_id}/{token}/callback", "_callback"),
+        ("POST", "/webhooks/{app_id}/{token}", "_followup"),
+        ("GET", "/webhooks/{app_id}/{token}/messages/{message_id}", "_webhook_message_get"),
+        ("PATCH", "/webhooks/{app_id}/{token}/messages/{message_id}", "_webhook_message_edit"),
+        ("DELETE", "/webhooks/{app_id}/{token}/messages/{message_id}", "_webhook_message_delete"),
+        ("GET", "/channels/{channel_id}", "_channel_get"),
+        ("POST", "/channels/{channel_id}/messages", "_channel_post"),
+        ("GET", "/channels/{channel_id}/messages/{message_id}", "_channel_message_get"),
+        ("PATCH", "/channels/{channel_id}/messages/{message_id}", "_channel_message_edit"),
+        ("DELETE", "/channels/{channel_id}/messages/{message_id}", "_channel_message_delete"),
+        ("POST", "/channels/{channel_id}/typing", "_typing"),
+        ("GET", "/guilds/{guild_id}", "_guild_get"),
+        ("GET", "/guilds/{guild_id}/channels", "_guild_channels"),
+        ("GET", "/guilds/{guild_id}/roles", "_guild_roles"),
+        ("GET", "/guilds/{guild_id}/members/{user_id}", "_member_get"),
+        ("GET", "/guilds/{guild_id}/roles/{role_id}", "_role_get"),
+        ("GET", "/guilds/{guild_id}/members", "_members_list"),
+        ("PATCH", "/guilds/{guild_id}/members/{user_id}", "_member_patch"),
+        ("PUT", "/guilds/{guild_id}/members/{user_id}/roles/{role_id}", "_member_role_add"),
+        ("DELETE", "/guilds/{guild_id}/members/{user_id}/roles/{role_id}", "_member_role_remove"),
+    ]
+
     def _add_routes(self, app: web.Application) -> None:
-        api = "/api/v10"
-        routes = [
-            ("GET", "/users/@me", self._me), ("GET", "/users/{user_id}", self._get_user),
-            ("GET", "/oauth2/applications/@me", self._app_info), ("GET", "/applications/@me", self._app_info),
-            ("GET", "/gateway", self._gateway_info), ("GET", "/gateway/bot", self._gateway_info),
-            ("GET", "/applications/{app_id}/commands", self._commands_get),
-            ("PUT", "/applications/{app_id}/commands", self._commands_put),
-            ("POST", "/applications/{app_id}/commands", self._command_post),
-            ("GET", "/applications/{app_id}/commands/{command_id}", self._command_get),
-            ("PATCH", "/applications/{app_id}/commands/{command_id}", self._command_patch),
-            ("DELETE", "/applications/{app_id}/commands/{command_id}", self._command_delete),
-            ("GET", "/applications/{app_id}/guilds/{guild_id}/commands", self._commands_get),
-            ("PUT", "/applications/{app_id}/guilds/{guild_id}/commands", self._commands_put),
-            ("POST", "/applications/{app_id}/guilds/{guild_id}/commands", self._command_post),
-            ("GET", "/applications/{app_id}/guilds/{guild_id}/commands/{command_id}", self._command_get),
-            ("PATCH", "/applications/{app_id}/guilds/{guild_id}/commands/{command_id}", self._command_patch),
-            ("DELETE", "/applications/{app_id}/guilds/{guild_id}/commands/{command_id}", self._command_delete),
-            ("POST", "/interactions/{interaction_id}/{token}/callback", self._callback),
-            ("POST", "/webhooks/{app_id}/{token}", self._followup),
-            ("GET", "/webhooks/{app_id}/{token}/messages/{message_id}", self._webhook_message_get),
-            ("PATCH", "/webhooks/{app_id}/{token}/messages/{message_id}", self._webhook_message_edit),
-            ("DELETE", "/webhooks/{app_id}/{token}/messages/{message_id}", self._webhook_message_delete),
-            ("GET", "/channels/{channel_id}", self._channel_get),
-            ("POST", "/channels/{channel_id}/messages", self._channel_post),
-            ("GET", "/channels/{channel_id}/messages/{message_id}", self._channel_message_get),
-            ("PATCH", "/channels/{channel_id}/messages/{message_id}", self._channel_message_edit),
-            ("DELETE", "/channels/{channel_id}/messages/{message_id}", self._channel_message_delete),
-            ("POST", "/channels/{channel_id}/typing", self._typing),
-            ("GET", "/guilds/{guild_id}", self._guild_get),
-            ("GET", "/guilds/{guild_id}/channels", self._guild_channels),
-            ("GET", "/guilds/{guild_id}/roles", self._guild_roles),
-            ("GET", "/guilds/{guild_id}/members/{user_id}", self._member_get),
-        ]
-        for method, path, handler in routes:
-            app.router.add_route(method, api + path, handler)
+        for method, path, handler in self.ROUTES:
+            app.router.add_route(method, "/api/v10" + path, getattr(self, handler))
         app.router.add_get("/gateway", self._gateway)
         app.router.add_get("/gateway/", self._gateway)
         app.router.add_get("/attachments/{attachment_id}/{filename}", self._attachment_get)

@@ -17,6 +17,7 @@ EVERYONE_PERMISSIONS = discord.Permissions(
 ).value
 BOT_PERMISSIONS = EVERYONE_PERMISSIONS | discord.Permissions(manage_messages=True, manage_threads=True).value
 ALL_PERMISSIONS = discord.Permissions.all().value
+ADMINISTRATOR = discord.Permissions(administrator=True).value
 
 
 _last_snowflake = 0
@@ -75,31 +76,50 @@ class Role:
     name: str
     permissions: int = 0
     position: int = 0
-    bot_id: Optional[int] = None
+    bot_id: Optional[int] = None       # the bot's own role (managed by its integration)
+    managed: bool = False              # an integration's role (boosters, other bots): nobody can assign it
 
     @property
     def mention(self) -> str:
         return f"<@&{self.id}>"
 
+    @property
+    def is_managed(self) -> bool:
+        return self.managed or self.bot_id is not None
+
     def payload(self) -> dict:
         data = {"id": str(self.id), "name": self.name, "permissions": str(self.permissions),
                 "position": self.position, "color": 0, "colors": {"primary_color": 0}, "hoist": False,
-                "managed": self.bot_id is not None, "mentionable": False, "flags": 0, "icon": None,
+                "managed": self.is_managed, "mentionable": False, "flags": 0, "icon": None,
                 "unicode_emoji": None}
         if self.bot_id is not None:
             data["tags"] = {"bot_id": str(self.bot_id)}
         return data
 
 
+@dataclass
+class Overwrite:
+    """A channel's permission overwrite for one role (type 0) or member (type 1)."""
+    id: int
+    type: int
+    allow: int = 0
+    deny: int = 0
+
+    def payload(self) -> dict:
+        return {"id": str(self.id), "type": self.type, "allow": str(self.allow), "deny": str(self.deny)}
+
+
 @dataclass(eq=False)
 class Channel:
     id: int
-    guild_id: int
+    guild_id: Optional[int]            # None for DMs
     name: str
-    type: int = 0                      # 0 text, 2 voice, 4 category, 5 news, 11/12 threads
+    type: int = 0                      # 0 text, 1 DM, 2 voice, 4 category, 5 news, 11/12 threads
     parent_id: Optional[int] = None    # category of a channel, channel of a thread
     position: int = 0
     owner_id: Optional[int] = None     # threads
+    overwrites: dict[int, Overwrite] = field(default_factory=dict, repr=False)   # by role or user id
+    recipient: Optional[User] = None   # DMs
 
     @property
     def mention(self) -> str:
@@ -109,7 +129,14 @@ class Channel:
     def is_thread(self) -> bool:
         return self.type in (10, 11, 12)
 
+    @property
+    def is_dm(self) -> bool:
+        return self.type == 1
+
     def payload(self) -> dict:
+        if self.is_dm:
+            return {"id": str(self.id), "type": 1, "last_message_id": None, "flags": 0,
+                    "recipients": [self.recipient.payload()] if self.recipient else []}
         data: dict[str, Any] = {"id": str(self.id), "type": self.type, "guild_id": str(self.guild_id),
                                 "name": self.name, "flags": 0}
         parent = str(self.parent_id) if self.parent_id else None
@@ -119,7 +146,8 @@ class Channel:
                         thread_metadata={"archived": False, "auto_archive_duration": 1440, "locked": False,
                                          "archive_timestamp": iso_now(), "create_timestamp": iso_now()})
             return data
-        data.update(position=self.position, permission_overwrites=[], parent_id=parent)
+        data.update(position=self.position, parent_id=parent,
+                    permission_overwrites=[o.payload() for o in self.overwrites.values()])
         if self.type != 4:
             data.update(nsfw=False, topic=None, last_message_id=None, rate_limit_per_user=0)
         if self.type == 2:
@@ -172,12 +200,49 @@ class Guild:
         return (self.id >> 22) % shard_count
 
     def permissions_of(self, member: Member) -> int:
+        """Guild-wide permissions: @everyone and the member's roles (everything for the owner or admins)."""
         if member.id == self.owner_id:
             return ALL_PERMISSIONS
         value = self.roles[self.id].permissions
         for role_id in member.role_ids:
             value |= self.roles[role_id].permissions
-        return ALL_PERMISSIONS if value & discord.Permissions(administrator=True).value else value
+        return ALL_PERMISSIONS if value & ADMINISTRATOR else value
+
+    def permissions_in(self, member: Member, channel: Channel) -> int:
+        """Permissions in a channel, Discord's way: guild permissions, then the @everyone overwrite, the
+        member's role overwrites together, the member's own overwrite. Threads use their parent's."""
+        value = self.permissions_of(member)
+        if value == ALL_PERMISSIONS:
+            return value
+        source = self.channels.get(channel.parent_id) if channel.is_thread and channel.parent_id else channel
+        overwrites = source.overwrites if source is not None else {}
+        everyone = overwrites.get(self.id)
+        if everyone is not None:
+            value = (value & ~everyone.deny) | everyone.allow
+        allow = deny = 0
+        for role_id in member.role_ids:
+            if role_id in overwrites:
+                allow, deny = allow | overwrites[role_id].allow, deny | overwrites[role_id].deny
+        value = (value & ~deny) | allow
+        own = overwrites.get(member.id)
+        if own is not None:
+            value = (value & ~own.deny) | own.allow
+        return value
+
+    def top_position(self, member: Member) -> int:
+        """The position of the member's highest role (0: only @everyone)."""
+        return max((self.roles[r].position for r in member.role_ids if r in self.roles), default=0)
+
+    def place_role(self, role: Role, position: int) -> list[Role]:
+        """Move a role to `position` (1 = just above @everyone), shifting the others so positions stay
+        1..n without ties, as Discord keeps them; returns every role whose position changed."""
+        before = {r.id: r.position for r in self.roles.values()}
+        others = sorted((r for r in self.roles.values() if r.id not in (self.id, role.id)),
+                        key=lambda r: (r.position, r.id))
+        others.insert(max(0, min(position - 1, len(others))), role)
+        for index, each in enumerate(others, start=1):
+            each.position = index
+        return [r for r in self.roles.values() if before.get(r.id) != r.position]
 
     def payload(self, *, all_members: bool, bot_id: int) -> dict:
         members = [m.payload() for m in self.members.values() if all_members or m.id == bot_id]
