@@ -608,6 +608,36 @@ async def test_removed_member_and_deleted_role_reach_the_bot(fake_discord: FakeD
         assert level.id not in guild.members[bob.id].role_ids
 
 
+# --- rate limits ----------------------------------------------------------------------------------
+
+async def test_rate_limit_headers_pace_the_bot(world):
+    fake, guild, _, rp, _, alice, _ = world
+    bucket = fake.rate_limit("/channels/{channel_id}/messages", limit=2, window=0.4, method="POST")
+    async with run_client(MiniBot(sync_guild=guild.id)) as bot:
+        channel = bot.get_channel(rp.id)
+        start = asyncio.get_running_loop().time()
+        await asyncio.gather(*(channel.send(f"post {i}") for i in range(6)))
+        elapsed = asyncio.get_running_loop().time() - start
+    assert sorted(p.content for p in fake.posts(rp)) == [f"post {i}" for i in range(6)]
+    assert elapsed >= 0.8  # 6 posts, 2 per 0.4 s window: discord.py waited for two resets
+    assert fake.rate_limited == [] and bucket.requests == 6  # it read X-RateLimit-* and never hit 429
+    fake.assert_clean()
+
+
+async def test_429s_are_retried_until_every_request_succeeds(world):
+    fake, guild, _, rp, _, alice, _ = world
+    bucket = fake.rate_limit("/channels/{channel_id}/messages", limit=2, window=0.3)
+    # Two clients sharing one bot token: neither knows what the other used, so they hit 429s.
+    async with run_client(MiniBot(sync_guild=guild.id)) as one, run_client(MiniBot(sync_guild=guild.id)) as two:
+        await asyncio.gather(*(client.get_channel(rp.id).send(f"{name} {i}")
+                               for name, client in (("one", one), ("two", two)) for i in range(3)))
+    assert len(fake.posts(rp)) == 6
+    assert fake.rate_limited and bucket.limited == len(fake.rate_limited)
+    assert all(r.status == 200 for r in fake.requests if r.route == bucket.route and r.status != 429)
+    assert "retry after" in fake.rate_limited[0].error
+    fake.assert_clean()  # 429s are not refusals: discord.py retries them
+
+
 # --- DMs ------------------------------------------------------------------------------------------
 
 async def test_dms_are_recorded_and_closed_dms_are_refused(world):

@@ -75,7 +75,7 @@ InteractionResult: the callback (type 4 message, 5 deferred, 6 deferred update, 
 
 What the bot did:
     fake.requests [RecordedRequest: method, path, route, query, json, files, headers, status, error]
-    fake.unexpected (routes the fake does not serve; 404 like Discord)   fake.rejected (all 4xx)
+    fake.unexpected (routes the fake does not serve; 404 like Discord)   fake.rejected (4xx but 429)
     fake.assert_clean()   fake.commands(guild=None) -> {name: command}
     fake.command_syncs [(guild_id or None, [names])]   fake.posts(channel=None) -> [Reply]
     fake.message(id) -> Reply (current state, edits included)   fake.dms(user) -> [Reply] (DMs the bot sent)
@@ -83,6 +83,12 @@ What the bot did:
     await fake.wait_for_posts(n, channel)  wait_for_dms(user, n)  wait_for_request(method, path_regex)
     await fake.wait_for_sessions(n)  wait_until(predicate, "what")
     guild.members[user_id].role_ids, guild.roles, channel.overwrites: the world as the bot changed it
+
+Rate limits (opt-in): fake.rate_limit(route_template, limit=1, window=1.0, method=None) -> RateLimit
+    e.g. fake.rate_limit("/channels/{channel_id}/messages", limit=5, window=5): per channel/guild/webhook,
+    responses carry X-RateLimit-Limit/Remaining/Reset/Reset-After/Bucket (discord.py paces itself by
+    them); requests over the limit get 429 {"retry_after", "global": false} and discord.py retries.
+    fake.rate_limited -> [RecordedRequest answered 429] (not in fake.rejected)   RateLimit.requests/.limited
 
 Discord behaviour the fake reproduces, so bugs show up in tests: message/embed/component/modal/
 choice and command-definition limits (400 50035); one acknowledgement per interaction (400 40060);
@@ -102,7 +108,7 @@ SEND_MESSAGES (SEND_MESSAGES_IN_THREADS in threads; ATTACH_FILES with files) (el
 interaction payloads carry the overwritten permissions, and answering an interaction needs none.
 Deleted channels 404 10003. DMs: POST /users/@me/channels, then the DM channel's message routes;
 closed DMs and bots 403 50007. Editing a message someone else wrote 403 50005.
-Not reproduced: rate limits (429), the
+Not reproduced: the global rate limit and Discord's default buckets (only the opt-in ones), the
 3-second deadline for the first answer, users' DMs to the bot, GUILD_MEMBER_ADD/GUILD_ROLE_CREATE/
 CHANNEL_CREATE for things added after connecting (use guild_create), role hierarchy checks beyond
 member roles and nicknames (kicks, bans, role edits by the bot), voice, ETF encoding and
@@ -115,6 +121,7 @@ Layout (one concern per module; FakeDiscord in driver.py composes the mixins):
     waiting.py      Signal: wait for a condition, re-checked on every change
     gateway.py      GatewaySession, IDENTIFY/RESUME/member chunks, dispatching events by intent (GatewayMixin)
     rest.py         the route table, request recording, token check, error answers (RestMixin)
+    ratelimits.py   opt-in 429 buckets and their X-RateLimit-* headers (RateLimitsMixin)
     guilds.py       building and changing the world (with its events), permission checks, guild, member,
                     role and channel routes (GuildsMixin)
     messages.py     users' messages, the bot's messages and attachments, channel message routes, DMs
@@ -134,6 +141,7 @@ from .guilds import permission_bits
 from .limits import (COMPONENTS_V2, EPHEMERAL, LOADING, DiscordError, choice_problems, command_problems,
                      component_problems, embed_problems, flatten_components, invalid_form, message_problems,
                      modal_problems, option_problems)
+from .ratelimits import RateLimit
 from .replies import InteractionResult, RecordedRequest, Reply, UploadedFile
 from .rest import json_response
 from .world import (ADMINISTRATOR, ALL_PERMISSIONS, BOT_PERMISSIONS, DISCORD_EPOCH_MS, EVERYONE_PERMISSIONS,
@@ -142,11 +150,11 @@ from .world import (ADMINISTRATOR, ALL_PERMISSIONS, BOT_PERMISSIONS, DISCORD_EPO
 __all__ = [
     "FakeDiscord", "fake_discord", "run_client", "bot_process", "BotProcess", "RUN_BOT", "pointed_at",
     "DEFAULT_TIMEOUT", "GatewaySession", "EVENT_INTENTS", "INTENT_DIRECT_MESSAGES", "INTENT_GUILD_MEMBERS",
-    "INTENT_GUILD_MESSAGES", "INTENT_GUILD_PRESENCES", "INTENT_GUILDS", "INTENT_MESSAGE_CONTENT",
-    "permission_bits", "ADMINISTRATOR", "Overwrite", "COMPONENTS_V2", "EPHEMERAL", "LOADING", "DiscordError", "invalid_form",
-    "choice_problems", "command_problems", "component_problems", "embed_problems", "message_problems",
-    "modal_problems", "option_problems", "flatten_components", "InteractionResult", "RecordedRequest", "Reply",
-    "UploadedFile", "json_response", "ALL_PERMISSIONS", "BOT_PERMISSIONS", "DISCORD_EPOCH_MS",
-    "EVERYONE_PERMISSIONS", "Channel", "Guild", "Member", "Role", "User", "id_of", "iso_now",
-    "permission_value", "snowflake",
+    "INTENT_GUILD_MESSAGES", "INTENT_GUILD_PRESENCES", "INTENT_GUILDS", "INTENT_MESSAGE_CONTENT", "RateLimit",
+    "permission_bits", "ADMINISTRATOR", "Overwrite", "COMPONENTS_V2", "EPHEMERAL", "LOADING", "DiscordError",
+    "invalid_form", "choice_problems", "command_problems", "component_problems", "embed_problems",
+    "message_problems", "modal_problems", "option_problems", "flatten_components", "InteractionResult",
+    "RecordedRequest", "Reply", "UploadedFile", "json_response", "ALL_PERMISSIONS", "BOT_PERMISSIONS",
+    "DISCORD_EPOCH_MS", "EVERYONE_PERMISSIONS", "Channel", "Guild", "Member", "Role", "User", "id_of",
+    "iso_now", "permission_value", "snowflake",
 ]

@@ -17,6 +17,7 @@ from .gateway import GatewayMixin, GatewaySession
 from .guilds import GuildsMixin
 from .interactions import InteractionsMixin
 from .messages import MessagesMixin
+from .ratelimits import RateLimit, RateLimitsMixin
 from .replies import InteractionResult, RecordedRequest, Reply
 from .rest import RestMixin
 from .waiting import Signal
@@ -37,7 +38,8 @@ def pointed_at(api_url: str, gateway_url: str):
         discord.http.Route.BASE, discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = old_base, old_gateway
 
 
-class FakeDiscord(GuildsMixin, MessagesMixin, InteractionsMixin, CommandsMixin, GatewayMixin, RestMixin):
+class FakeDiscord(GuildsMixin, MessagesMixin, InteractionsMixin, CommandsMixin, GatewayMixin, RateLimitsMixin,
+                  RestMixin):
     """See the package docstring (fake_discord/__init__.py). Use as `async with FakeDiscord() as fake:`.
 
     Each concern lives in its own mixin module; this class holds the shared state and lifecycle."""
@@ -72,6 +74,7 @@ class FakeDiscord(GuildsMixin, MessagesMixin, InteractionsMixin, CommandsMixin, 
         self._dm_posts: list[int] = []                       # the same, in DM channels
         self._dm_channels: dict[int, Channel] = {}           # user id -> DM channel
         self._closed_dms: set[int] = set()                   # users who do not accept the bot's DMs
+        self._rate_limits: list[RateLimit] = []
         self._interactions: dict[str, InteractionResult] = {}
         self._modals: dict[str, InteractionResult] = {}      # modal custom_id -> result that showed it
         self._sockets: set[web.WebSocketResponse] = set()
@@ -140,7 +143,9 @@ class FakeDiscord(GuildsMixin, MessagesMixin, InteractionsMixin, CommandsMixin, 
 
     @property
     def rejected(self) -> list[RecordedRequest]:
-        return [r for r in self.requests if r.status >= 400]
+        """Requests the fake refused (4xx), except rate limiting (429, see rate_limited): discord.py
+        retries those by itself."""
+        return [r for r in self.requests if r.status >= 400 and r.status != 429]
 
     def assert_clean(self) -> None:
         """No call to an unknown route and no answer the fake had to refuse."""

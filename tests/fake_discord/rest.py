@@ -104,9 +104,11 @@ class RestMixin:
             {k: v for k, v in request.headers.items() if k.lower() != "authorization"})
         self.requests.append(record)
         request[BODY], request[FILES], request[RECORD] = body, files, record
+        limit_headers: dict = {}
         try:
             self._check_token(request)
-            response = await handler(request)
+            limited, limit_headers = self._rate_limit(request, record)
+            response = limited or await handler(request)
         except DiscordError as error:
             record.error = str(error)
             response = json_response(error.body(), error.status)
@@ -115,6 +117,7 @@ class RestMixin:
             record.error = f"fake discord internal error: {error!r}"
             self.internal_errors.append(f"{request.method} {request.path}: {error!r}")
             response = json_response({"message": record.error, "code": 0}, 400)
+        response.headers.update(limit_headers)
         record.status = response.status
         self._signal.notify()
         return response
