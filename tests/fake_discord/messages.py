@@ -115,6 +115,7 @@ class MessagesMixin:
                            attachments: Iterable[tuple[str, bytes]] = ()) -> dict:
         """A user (or another bot, or a webhook) posts in a channel: MESSAGE_CREATE, or MESSAGE_UPDATE with edit=True."""
         assert not edit or message_id, "edit=True needs the message_id of the message being edited"
+        assert not channel.is_dm, "the fake does not send users' DMs to the bot"
         message = self._message_payload(channel, author, content, embeds=embeds, mentions=mentions,
                                         webhook_id=webhook_id, type=type, message_id=message_id,
                                         attachments=attachments)
