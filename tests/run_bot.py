@@ -2,7 +2,7 @@
 
     python tests/run_bot.py --api http://127.0.0.1:PORT [bot.py arguments...]
 
-discord.py's REST base and default gateway are pointed at the fake (tests/fake_discord.py), then
+discord.py's REST base and default gateway are pointed at the fake (the tests/fake_discord package), then
 bot.py runs unmodified as __main__ with the remaining arguments. The token and database come from
 the environment as usual (DISCORD_BOT_TOKEN, DATABASE_URL, ...). --script runs another file the
 same way (the harness's own tests use it).

@@ -57,10 +57,11 @@ class Panel(discord.ui.View):
 class MiniBot(discord.Client):
     """A minimal client with a command tree, built only to exercise the fake."""
 
-    def __init__(self, *, sync_guild: int | None = None, message_content: bool = True, **options) -> None:
+    def __init__(self, *, sync_guild: int | None = None, message_content: bool = True, members: bool = True,
+                 **options) -> None:
         intents = discord.Intents.default()
         intents.message_content = message_content
-        intents.members = True  # chunks members at start-up: the fake answers REQUEST_GUILD_MEMBERS
+        intents.members = members  # chunks members at start-up: the fake answers REQUEST_GUILD_MEMBERS
         super().__init__(intents=intents, allowed_mentions=discord.AllowedMentions.none(), **options)
         self.sync_guild = sync_guild
         self.tree = app_commands.CommandTree(self)
@@ -504,3 +505,207 @@ async def test_pings_reflect_allowed_mentions(world):
         assert muted.content == f"Hello {hostile}" and muted.pings == []
         loud = await fake.slash(guild, rp, alice, "say", {"name": hostile, "allow_pings": True})
         assert loud.pings == ["@everyone", alice.mention, f"<@&{guild.id}>"]
+
+
+# --- member roles ---------------------------------------------------------------------------------
+
+def member_role_ids(bot: discord.Client, guild_id: int, user_id: int) -> list[int]:
+    member = bot.get_guild(guild_id).get_member(user_id)
+    return [r.id for r in member.roles] if member else []
+
+
+async def test_member_roles_are_given_and_taken_with_discords_checks(fake_discord: FakeDiscord):
+    fake = fake_discord
+    guild = fake.add_guild("Roles", bot_permissions=["manage_roles"])
+    alice = fake.add_member(guild, "alice")
+    level = fake.add_role(guild, "Level 5")
+    above = fake.add_role(guild, "Admins", position=fake.bot_role(guild).position + 1)
+    booster = fake.add_role(guild, "Booster", managed=True)
+    assert level.position < fake.bot_role(guild).position < above.position
+    async with run_client(MiniBot()) as bot:
+        g = bot.get_guild(guild.id)
+        member = g.get_member(alice.id)
+        await member.add_roles(g.get_role(level.id))
+        await fake.wait_until(lambda: level.id in member_role_ids(bot, guild.id, alice.id),
+                              "GUILD_MEMBER_UPDATE giving alice the role")
+        assert level.id in guild.members[alice.id].role_ids
+        for refused in (above, booster, fake.bot_role(guild)):  # not below the bot's top role, or managed
+            with pytest.raises(discord.Forbidden) as error:
+                await member.add_roles(discord.Object(refused.id))
+            assert error.value.code == 50013
+        await member.remove_roles(discord.Object(level.id))
+        await fake.wait_until(lambda: level.id not in member_role_ids(bot, guild.id, alice.id),
+                              "GUILD_MEMBER_UPDATE taking the role")
+        with pytest.raises(discord.NotFound) as error:
+            await bot.http.add_role(guild.id, 1234, level.id)
+        assert error.value.code == 10007
+        with pytest.raises(discord.NotFound) as error:
+            await bot.http.add_role(guild.id, alice.id, 1234)
+        assert error.value.code == 10011
+
+        await member.edit(roles=[discord.Object(level.id)])  # PATCH with the whole list
+        await fake.wait_until(lambda: level.id in member_role_ids(bot, guild.id, alice.id), "PATCH roles")
+        assert (await g.fetch_member(alice.id)).get_role(level.id) is not None
+        fetched = [m.id async for m in g.fetch_members(limit=None)]
+        assert sorted(fetched) == sorted(guild.members)  # discord.py yields each page reversed
+        assert {r.id for r in await g.fetch_roles()} == set(guild.roles)
+    assert [r.status for r in fake.rejected] == [403, 403, 403, 404, 404]
+
+
+async def test_role_hierarchy_and_missing_manage_roles_are_refused(fake_discord: FakeDiscord):
+    fake = fake_discord
+    guild = fake.add_guild("Roles")  # the bot's default permissions lack MANAGE_ROLES
+    alice = fake.add_member(guild, "alice")
+    level = fake.add_role(guild, "Level 5")
+    async with run_client(MiniBot()) as bot:
+        member = bot.get_guild(guild.id).get_member(alice.id)
+        with pytest.raises(discord.Forbidden):
+            await member.add_roles(discord.Object(level.id))
+        await fake.update_role(fake.bot_role(guild), permissions=["manage_roles"], position=1)  # now lowest
+        await fake.wait_until(lambda: bot.get_guild(guild.id).me.top_role.position == 1
+                              and bot.get_guild(guild.id).me.guild_permissions.manage_roles,
+                              "GUILD_ROLE_UPDATE moving the bot's role down")
+        assert level.position == 2
+        with pytest.raises(discord.Forbidden) as error:
+            await member.add_roles(discord.Object(level.id))
+        assert error.value.code == 50013
+        await fake.update_role(level, position=1)
+        await member.add_roles(discord.Object(level.id))
+        assert level.id in guild.members[alice.id].role_ids
+
+
+async def test_member_updates_need_the_members_intent_except_the_bots_own(fake_discord: FakeDiscord):
+    fake = fake_discord
+    guild = fake.add_guild("Roles", bot_permissions=["manage_roles"])
+    alice = fake.add_member(guild, "alice")
+    level = fake.add_role(guild, "Level 5")
+    async with run_client(MiniBot(members=False)) as bot:
+        (session,) = fake.sessions
+        await bot.http.add_role(guild.id, alice.id, level.id)
+        await bot.http.add_role(guild.id, fake.bot_user.id, level.id)
+        await fake.wait_until(lambda: level.id in member_role_ids(bot, guild.id, fake.bot_user.id),
+                              "the bot's own GUILD_MEMBER_UPDATE")
+    updated = [e["d"]["user"]["id"] for e in session.sent if e["t"] == "GUILD_MEMBER_UPDATE"]
+    assert updated == [str(fake.bot_user.id)]
+    assert level.id in guild.members[alice.id].role_ids
+
+
+async def test_removed_member_and_deleted_role_reach_the_bot(fake_discord: FakeDiscord):
+    fake = fake_discord
+    guild = fake.add_guild("Roles")
+    level = fake.add_role(guild, "Level 5")
+    alice, bob = fake.add_member(guild, "alice"), fake.add_member(guild, "bob", roles=[level])
+    async with run_client(MiniBot()) as bot:
+        g = bot.get_guild(guild.id)
+        await fake.remove_member(guild, alice)
+        await fake.wait_until(lambda: g.get_member(alice.id) is None, "GUILD_MEMBER_REMOVE")
+        with pytest.raises(discord.NotFound) as error:
+            await g.fetch_member(alice.id)
+        assert error.value.code == 10007
+        await fake.delete_role(level)
+        await fake.wait_until(lambda: g.get_role(level.id) is None, "GUILD_ROLE_DELETE")
+        assert g.get_member(bob.id).roles == [g.default_role]
+        assert level.id not in guild.members[bob.id].role_ids
+
+
+# --- rate limits ----------------------------------------------------------------------------------
+
+async def test_rate_limit_headers_pace_the_bot(world):
+    fake, guild, _, rp, _, alice, _ = world
+    bucket = fake.rate_limit("/channels/{channel_id}/messages", limit=2, window=0.4, method="POST")
+    async with run_client(MiniBot(sync_guild=guild.id)) as bot:
+        channel = bot.get_channel(rp.id)
+        start = asyncio.get_running_loop().time()
+        await asyncio.gather(*(channel.send(f"post {i}") for i in range(6)))
+        elapsed = asyncio.get_running_loop().time() - start
+    assert sorted(p.content for p in fake.posts(rp)) == [f"post {i}" for i in range(6)]
+    assert elapsed >= 0.8  # 6 posts, 2 per 0.4 s window: discord.py waited for two resets
+    assert fake.rate_limited == [] and bucket.requests == 6  # it read X-RateLimit-* and never hit 429
+    fake.assert_clean()
+
+
+async def test_429s_are_retried_until_every_request_succeeds(world):
+    fake, guild, _, rp, _, alice, _ = world
+    bucket = fake.rate_limit("/channels/{channel_id}/messages", limit=2, window=0.3)
+    # Two clients sharing one bot token: neither knows what the other used, so they hit 429s.
+    async with run_client(MiniBot(sync_guild=guild.id)) as one, run_client(MiniBot(sync_guild=guild.id)) as two:
+        await asyncio.gather(*(client.get_channel(rp.id).send(f"{name} {i}")
+                               for name, client in (("one", one), ("two", two)) for i in range(3)))
+    assert len(fake.posts(rp)) == 6
+    assert fake.rate_limited and bucket.limited == len(fake.rate_limited)
+    assert all(r.status == 200 for r in fake.requests if r.route == bucket.route and r.status != 429)
+    assert "retry after" in fake.rate_limited[0].error
+    fake.assert_clean()  # 429s are not refusals: discord.py retries them
+
+
+# --- DMs ------------------------------------------------------------------------------------------
+
+async def test_dms_are_recorded_and_closed_dms_are_refused(world):
+    fake, guild, _, rp, _, alice, staff = world
+    fake.close_dms(staff)
+    async with run_client(MiniBot(sync_guild=guild.id)) as bot:
+        sent = await bot.get_user(alice.id).send("You reached level 5!")
+        assert isinstance(sent.channel, discord.DMChannel) and sent.channel.recipient.id == alice.id
+        (dm,) = await fake.wait_for_dms(alice)
+        assert dm.content == "You reached level 5!"
+        echoed = await asyncio.wait_for(bot.messages.get(), 5)  # Discord echoes the bot's DMs too
+        assert echoed.guild is None and echoed.content == "You reached level 5!"
+        await sent.edit(content="You reached level 6!")
+        assert [m.content for m in fake.dms(alice)] == ["You reached level 6!"]
+        with pytest.raises(discord.Forbidden) as error:
+            await bot.get_user(staff.id).send("hello")
+        assert error.value.code == 50007
+        assert fake.dms(staff) == [] and fake.posts() == []
+    assert [(r.method, r.route, r.status) for r in fake.rejected] == [
+        ("POST", "/channels/{channel_id}/messages", 403)]
+
+
+# --- editing the bot's messages ---------------------------------------------------------------------
+
+async def test_bot_edits_its_post_and_removes_the_buttons(world):
+    fake, guild, _, rp, _, alice, staff = world
+    async with run_client(MiniBot(sync_guild=guild.id)) as bot:
+        post = await bot.get_channel(rp.id).send("Level-up panel", view=Panel())
+        assert fake.message(post.id).components == ["panel:rate", "panel:note", "panel:channels"]
+        await post.edit(content="Panel closed", view=None)
+        edited = fake.message(post.id)
+        assert edited.content == "Panel closed" and edited.components == [] and edited.raw["edited_timestamp"]
+        assert [p.content for p in fake.posts(rp)] == ["Panel closed"]
+        with pytest.raises(AssertionError, match="no component"):
+            await fake.click(post.id, "panel:rate", staff)
+        theirs = await fake.send_message(rp, alice, "my message")
+        with pytest.raises(discord.Forbidden) as error:
+            await bot.get_channel(rp.id).get_partial_message(int(theirs["id"])).edit(content="hijacked")
+        assert error.value.code == 50005
+
+
+# --- deleted channels and channel permissions -----------------------------------------------------
+
+async def test_deleted_channel_and_denied_permissions_are_refused(world):
+    fake, guild, _, rp, thread, alice, _ = world
+    ooc, hidden = fake.add_channel(guild, "ooc"), fake.add_channel(guild, "staff-only")
+    async with run_client(MiniBot(sync_guild=guild.id)) as bot:
+        g = bot.get_guild(guild.id)
+        await fake.deny_bot(ooc, "send_messages")
+        await fake.wait_until(lambda: not g.get_channel(ooc.id).permissions_for(g.me).send_messages,
+                              "CHANNEL_UPDATE with the bot's overwrite")
+        with pytest.raises(discord.Forbidden) as error:
+            await g.get_channel(ooc.id).send("hello")
+        assert error.value.code == 50013
+        await fake.deny_bot(hidden, "view_channel")
+        with pytest.raises(discord.Forbidden) as error:
+            await g.get_channel(hidden.id).send("hello")
+        assert error.value.code == 50001
+
+        result = await fake.slash(guild, ooc, alice, "echo", {"text": "hi", "times": 1})
+        assert not discord.Permissions(int(result.payload["app_permissions"])).send_messages
+        assert result.content.startswith("hi")  # interaction answers need no channel permission
+
+        rp_channel = g.get_channel(rp.id)
+        await fake.delete_channel(rp)
+        await fake.wait_until(lambda: g.get_channel(rp.id) is None, "CHANNEL_DELETE")
+        assert g.get_thread(thread.id) is None  # its threads went with it
+        with pytest.raises(discord.NotFound) as error:
+            await rp_channel.send("anyone there?")
+        assert error.value.code == 10003
+    assert [r.status for r in fake.rejected] == [403, 403, 404]
