@@ -23,8 +23,8 @@ import extras
 import players
 import rules
 import staff
-from database import DEFAULT_POOL_SIZE, Award, Database, HFResult, RPMessage, is_unavailable
-from interactions import NO_PINGS, XPTree, clip, redact, route_modal, shown
+from database import DEFAULT_POOL_SIZE, Award, Character, Database, HFResult, RPMessage, is_unavailable
+from interactions import NO_PINGS, ConfirmButton, XPTree, clip, redact, route_modal, shown
 from local_postgres import LocalPostgres
 from xp_queue import TrackedChannels, XPEvent, XPQueue
 
@@ -77,6 +77,7 @@ class XPBot(discord.AutoShardedClient):
     async def setup_hook(self) -> None:
         await self.db.connect()
         await self.tracked.start()
+        self.add_dynamic_items(ConfirmButton)
         for area in AREAS:
             self.add_dynamic_items(*area.COMPONENTS)
         if self.queue.load():
@@ -196,6 +197,16 @@ class XPBot(discord.AutoShardedClient):
         if award.leveled_up:
             here = event.channel_id if isinstance(event, RPMessage) else event.channel_ids[0]
             await self.announce_level_up(event.guild_id, here, award)
+
+    async def character_changed(self, guild_id: int, user_id: int, what: str, character: Character, *,
+                                by: int) -> None:
+        """A character was created, retired, restored, deleted or purged ("created" ...): the
+        hook where the log channel and level roles follow such changes."""
+        log.info("Character %s of user %s in guild %s %s by %s", character.id, user_id, guild_id, what, by)
+
+    async def player_purged(self, guild_id: int, user_id: int, gone: dict[str, int], *, by: int) -> None:
+        """Everything of a player in a guild was deleted (`gone` counts it)."""
+        log.info("User %s purged from guild %s by %s: %s", user_id, guild_id, by, gone)
 
     async def announce_level_up(self, guild_id: int, here: int | None, award: Award) -> None:
         if not award.leveled_up:

@@ -745,7 +745,9 @@ class Database:
 
         `settings`: config columns to set (the rest keep their values); `users`: (user_id, timezone,
         last_xp_reset, active character's name); `characters`: (user_id, order, name, xp,
-        daily_xp, daily_hf, char_buffer, image_url).
+        daily_xp, daily_hf, char_buffer, image_url, sheet_url, retired). A character in play is
+        matched by name; a retired one by name and order among the player's retired ones of
+        that name (names of retired characters may repeat).
         """
         columns = list(settings)  # names from the caller's constants only; values are parameters
         assert set(columns) <= {*CHANNEL_KINDS.values(), *DEFAULTS, "levelup_mode", "levelup_channel"}
@@ -761,7 +763,8 @@ class Database:
                                                 active text) ON COMMIT DROP;
                    CREATE TEMP TABLE mig_characters (user_id bigint, ord int, name text, xp bigint,
                                                      daily_xp int, daily_hf int, char_buffer int,
-                                                     image_url text) ON COMMIT DROP;""")
+                                                     image_url text, sheet_url text, retired boolean)
+                                                     ON COMMIT DROP;""")
             await con.copy_records_to_table("mig_users", records=users)
             await con.copy_records_to_table("mig_characters", records=characters)
             await con.execute(
@@ -770,17 +773,41 @@ class Database:
                    ON CONFLICT (guild_id, user_id) DO UPDATE
                       SET timezone = EXCLUDED.timezone, last_xp_reset = EXCLUDED.last_xp_reset""", guild_id)
             await con.execute(
-                """INSERT INTO characters (guild_id, user_id, name, xp, daily_xp, daily_hf, char_buffer, image_url)
-                   SELECT $1, user_id, name, xp, daily_xp, daily_hf, char_buffer, image_url
-                     FROM mig_characters ORDER BY user_id, ord
+                """INSERT INTO characters (guild_id, user_id, name, xp, daily_xp, daily_hf, char_buffer, image_url,
+                                           sheet_url)
+                   SELECT $1, user_id, name, xp, daily_xp, daily_hf, char_buffer, image_url, sheet_url
+                     FROM mig_characters WHERE NOT retired ORDER BY user_id, ord
                    ON CONFLICT (guild_id, user_id, lower(name)) WHERE retired_at IS NULL DO UPDATE
                       SET name = EXCLUDED.name, xp = EXCLUDED.xp, daily_xp = EXCLUDED.daily_xp,
                           daily_hf = EXCLUDED.daily_hf, char_buffer = EXCLUDED.char_buffer,
-                          image_url = EXCLUDED.image_url""", guild_id)
+                          image_url = EXCLUDED.image_url, sheet_url = EXCLUDED.sheet_url""", guild_id)
+            await con.execute(
+                """WITH wanted AS (SELECT m.*, row_number() OVER (PARTITION BY user_id, lower(name) ORDER BY ord) AS k
+                                     FROM mig_characters m WHERE retired),
+                        existing AS (SELECT c.id, c.user_id, lower(c.name) AS lname,
+                                            row_number() OVER (PARTITION BY c.user_id, lower(c.name) ORDER BY c.id) AS k
+                                       FROM characters c
+                                      WHERE c.guild_id = $1 AND c.retired_at IS NOT NULL
+                                        AND c.user_id IN (SELECT user_id FROM mig_users)),
+                        updated AS (UPDATE characters c
+                                       SET name = w.name, xp = w.xp, daily_xp = w.daily_xp, daily_hf = w.daily_hf,
+                                           char_buffer = w.char_buffer, image_url = w.image_url, sheet_url = w.sheet_url
+                                      FROM wanted w JOIN existing e
+                                           ON (e.user_id, e.lname, e.k) = (w.user_id, lower(w.name), w.k)
+                                     WHERE c.id = e.id RETURNING e.id)
+                   INSERT INTO characters (guild_id, user_id, name, xp, daily_xp, daily_hf, char_buffer, image_url,
+                                           sheet_url, retired_at)
+                   SELECT $1, w.user_id, w.name, w.xp, w.daily_xp, w.daily_hf, w.char_buffer, w.image_url,
+                          w.sheet_url, now()
+                     FROM wanted w
+                    WHERE NOT EXISTS (SELECT 1 FROM existing e
+                                       WHERE (e.user_id, e.lname, e.k) = (w.user_id, lower(w.name), w.k))
+                    ORDER BY w.user_id, w.ord""", guild_id)
             await con.execute(
                 """UPDATE users u SET active_character_id = c.id
                      FROM mig_users m LEFT JOIN characters c
                           ON c.guild_id = $1 AND c.user_id = m.user_id AND lower(c.name) = lower(m.active)
+                             AND c.retired_at IS NULL
                     WHERE u.guild_id = $1 AND u.user_id = m.user_id
                       AND u.active_character_id IS DISTINCT FROM c.id""", guild_id)
         self._config_changed(guild_id)
@@ -800,6 +827,7 @@ class Database:
         without characters once, with id NULL), by player then age."""
         return await self.pool.fetch(
             """SELECT u.user_id, u.timezone, u.last_xp_reset, u.active_character_id,
-                      c.id, c.name, c.xp, c.daily_xp, c.daily_hf, c.char_buffer, c.image_url
+                      c.id, c.name, c.xp, c.daily_xp, c.daily_hf, c.char_buffer, c.image_url, c.sheet_url,
+                      c.retired_at
                  FROM users u LEFT JOIN characters c USING (guild_id, user_id)
                 WHERE u.guild_id = $1 ORDER BY u.user_id, c.id""", guild_id)

@@ -10,8 +10,8 @@ from discord import app_commands
 
 import migrate_to_postgres
 import rules
-from interactions import (COLOUR, AnyCharacter, Guarded, HistoryCharacter, begin, bot_of, db_of,
-                          guild_id_of, reply, shown, staff_command)
+from interactions import (COLOUR, CONFIRMATIONS, AnyCharacter, Confirmation, Guarded, HistoryCharacter, Refusal,
+                          begin, bot_of, confirm_view, db_of, guild_id_of, reply, shown, snowflake, staff_command)
 
 PAGE_SIZE = 10  # leaderboard lines per page
 PAGE_MAX = 999_999  # pages a leaderboard button may name
@@ -33,18 +33,72 @@ async def xp_grant(interaction: discord.Interaction, character: AnyCharacter,
     await bot_of(interaction).announce_level_up(interaction.guild_id, interaction.channel_id, award)
 
 
-@app_commands.command(name="xp_history", description="Recent staff grants to a character")
+@app_commands.command(name="xp_history", description="A character's recent XP history: grants, starting XP, requests, quests")
 @app_commands.describe(character="Your character (staff: any character)")
 @app_commands.guild_only()
 async def xp_history(interaction: discord.Interaction, character: HistoryCharacter):
     await begin(interaction)
     grants = await db_of(interaction).grant_history(guild_id_of(interaction), character.id)
-    lines = [f"<t:{int(g['created_at'].timestamp())}:d> **{g['amount']:+,}** by <@{g['granted_by']}>"
-             f" ({g['xp_before']:,} → {g['xp_after']:,})"
+    lines = [f"<t:{int(g['created_at'].timestamp())}:d> **{g['amount']:+,}** "
+             + ("" if g["source"] == "grant" else f"({rules.HISTORY_SOURCES[g['source']]}) ")
+             + f"by <@{g['granted_by']}> ({g['xp_before']:,} → {g['xp_after']:,})"
              + (f": {shown(g['reason'])}" if g["reason"] else "") for g in grants]
-    embed = discord.Embed(title=f"Grants to {shown(character.name)}", colour=COLOUR,
-                          description="\n".join(lines)[:4000] or "No grants yet.")
+    title = f"XP history of {shown(character.name)}" + (" (retired)" if character.retired else "")
+    embed = discord.Embed(title=title, colour=COLOUR, description="\n".join(lines)[:4000] or "No grants yet.")
     await reply(interaction, embed=embed)
+
+
+# -- purging a player ------------------------------------------------------------------------------
+
+def player_id(text: str) -> int:
+    """A player option: an autocomplete pick, a mention or a user id (they may have left)."""
+    digits = text.strip().removeprefix("<@").removeprefix("!").removesuffix(">")
+    found = snowflake(digits)
+    if found is None:
+        raise Refusal("Pick a player from the list, or give their user ID (Developer Mode → right-click → "
+                      "Copy User ID); nothing was purged.")
+    return found
+
+
+async def known_players(interaction: discord.Interaction, current: str) -> list[app_commands.Choice[str]]:
+    rows = await db_of(interaction).known_players(guild_id_of(interaction), current)
+    guild = interaction.guild
+    choices = []
+    for r in rows:
+        member = guild.get_member(r["user_id"]) if guild else None
+        who = member.display_name if member else f"user {r['user_id']} (not in the server)"
+        label = f"{who} · {r['characters']} character{'s' if r['characters'] != 1 else ''}"
+        if r["names"]:
+            label += f": {r['names']}"
+        choices.append(app_commands.Choice(name=label[:100], value=str(r["user_id"])))
+    return choices
+
+
+@app_commands.command(name="xp_purge", description="Staff: delete everything a player has in this server (asks to confirm)")
+@app_commands.describe(player="The player (pick from the list, or their user ID if they left)")
+@app_commands.autocomplete(player=known_players)
+@app_commands.guild_only()
+@staff_command
+async def xp_purge(interaction: discord.Interaction, player: str):
+    await begin(interaction)
+    user_id = player_id(player)
+    summary = await db_of(interaction).player_summary(guild_id_of(interaction), user_id)
+    if not summary["known"]:
+        raise Refusal(f"<@{user_id}> has nothing in this server; nothing to purge.")
+    await reply(interaction, f"Purge <@{user_id}>? This deletes, for good, their {summary['characters']} "
+                             f"character(s) ({summary['retired']} retired, {summary['xp']:,} XP in all) and "
+                             f"{summary['history']} history entries in this server.",
+                view=confirm_view("purge", interaction.user.id, user_id))
+
+
+async def confirmed_purge(interaction: discord.Interaction, user_id: int) -> str:
+    gone = await db_of(interaction).purge_player(guild_id_of(interaction), user_id)
+    await bot_of(interaction).player_purged(guild_id_of(interaction), user_id, gone, by=interaction.user.id)
+    return (f"Purged <@{user_id}>: {gone['characters']} character(s) with {gone['xp']:,} XP and "
+            f"{gone['history']} history entries are gone.")
+
+
+CONFIRMATIONS["purge"] = Confirmation("Purge", "Nothing was purged.", confirmed_purge, staff_only=True)
 
 
 # -- the leaderboard -------------------------------------------------------------------------------
@@ -107,5 +161,5 @@ async def xp_export(interaction: discord.Interaction):
                 file=discord.File(io.BytesIO(data), filename=f"xp-{interaction.guild_id}.json"))
 
 
-COMMANDS = [xp_grant, xp_history, xp_leaderboard, xp_export]
+COMMANDS = [xp_grant, xp_history, xp_purge, xp_leaderboard, xp_export]
 COMPONENTS = [LeaderboardButton]

@@ -33,7 +33,7 @@ import json
 import math
 import os
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -49,8 +49,11 @@ OLDER_KEYS = {"rp_channels": "xp_channels", "char_per_rp": "char_per_xp", "daily
 EXTRA_KEYS = ("levelup_mode", "levelup_channel")
 SETTING_KEYS = ("rp_channels", "hf_channels", *OLD_DEFAULTS)
 KNOWN_TOP = set(SETTING_KEYS) | set(OLDER_KEYS.values()) | set(EXTRA_KEYS)
-PLAYER_KEYS = {"active", "characters", "char_buffer", "daily_xp", "daily_hf", "last_xp_reset", "timezone"}
-CHARACTER_KEYS = {"xp", "image_url", "daily_xp", "char_buffer", "daily_hf"}
+# Inside a player and a character, the extra keys (which the old bot ignores) are
+# "retired_characters" (a list: names of retired characters may repeat) and "sheet_url".
+PLAYER_KEYS = {"active", "characters", "char_buffer", "daily_xp", "daily_hf", "last_xp_reset", "timezone",
+               "retired_characters"}
+CHARACTER_KEYS = {"xp", "image_url", "daily_xp", "char_buffer", "daily_hf", "sheet_url"}
 COUNTER_MAX = 2_000_000_000
 PER_PLAYER_LINES = 100  # above this many players, a progress bar instead of lines
 
@@ -67,6 +70,8 @@ class CharacterRow:
     daily_hf: int = 0
     char_buffer: int = 0
     image_url: str | None = None
+    sheet_url: str | None = None
+    retired: bool = False
 
 
 @dataclass
@@ -203,6 +208,27 @@ def levelup_settings(document: dict, notes: list[str]) -> dict[str, Any]:
     return {"levelup_mode": mode, "levelup_channel": channels[0] if mode == "channel" else None}
 
 
+def plan_character(name: str, data: Any, where: str, notes: list[str]) -> CharacterRow:
+    if not isinstance(data, dict):
+        raise BadFile(f"{where}: expected an object like {{\"xp\": 10}}, found {type(data).__name__}")
+    for extra in sorted(set(data) - CHARACTER_KEYS):
+        notes.append(f"{where}: unknown key {extra!r} ignored")
+    links = {}
+    for key, clean in (("image_url", rules.clean_image_url), ("sheet_url", rules.clean_sheet_url)):
+        try:
+            links[key] = clean(data.get(key))
+        except rules.UserError:
+            notes.append(f"{where}: {key} {json.dumps(data.get(key))[:60]} is not an http(s) link, dropped")
+            links[key] = None
+    return CharacterRow(
+        name=name,
+        xp=whole_number(data.get("xp"), f"{where} xp", notes, high=rules.XP_MAX, missing_ok=False),
+        daily_xp=whole_number(data.get("daily_xp"), f"{where} daily_xp", notes, high=COUNTER_MAX),
+        daily_hf=whole_number(data.get("daily_hf"), f"{where} daily_hf", notes, high=COUNTER_MAX),
+        char_buffer=whole_number(data.get("char_buffer"), f"{where} char_buffer", notes, high=COUNTER_MAX),
+        **links)
+
+
 def plan_player(user_id: int, entry: Any, notes: list[str]) -> PlayerRow:
     where = f"user {user_id}"
     if not isinstance(entry, dict):
@@ -236,30 +262,23 @@ def plan_player(user_id: int, entry: Any, notes: list[str]) -> PlayerRow:
     renamed: dict[str, str] = {}
     taken: set[str] = set()
     for raw_name, data in characters.items():
-        cwhere = f"{where} character {raw_name!r}"
-        if not isinstance(data, dict):
-            raise BadFile(f"{cwhere}: expected an object like {{\"xp\": 10}}, found {type(data).__name__}")
-        for extra in sorted(set(data) - CHARACTER_KEYS):
-            notes.append(f"{cwhere}: unknown key {extra!r} ignored")
         name = unique_name(rules.fit_name(raw_name), taken)
         if name != raw_name:
             notes.append(f"{where}: character {raw_name!r} renamed to {name!r}")
         taken.add(name.casefold())
         taken.add(name.lower())
         renamed[raw_name] = name
-        image = data.get("image_url")
-        try:
-            image = rules.clean_image_url(image)
-        except rules.UserError:
-            notes.append(f"{cwhere}: image_url {json.dumps(image)[:60]} is not an http(s) link, dropped")
-            image = None
-        player.characters.append(CharacterRow(
-            name=name,
-            xp=whole_number(data.get("xp"), f"{cwhere} xp", notes, high=rules.XP_MAX, missing_ok=False),
-            daily_xp=whole_number(data.get("daily_xp"), f"{cwhere} daily_xp", notes, high=COUNTER_MAX),
-            daily_hf=whole_number(data.get("daily_hf"), f"{cwhere} daily_hf", notes, high=COUNTER_MAX),
-            char_buffer=whole_number(data.get("char_buffer"), f"{cwhere} char_buffer", notes, high=COUNTER_MAX),
-            image_url=image))
+        player.characters.append(plan_character(name, data, f"{where} character {raw_name!r}", notes))
+    retired = entry.get("retired_characters") or []
+    if not isinstance(retired, list):
+        raise BadFile(f"{where}.retired_characters: expected a list of characters, found {type(retired).__name__}")
+    for i, data in enumerate(retired):
+        cwhere = f"{where} retired character {i + 1}"
+        if not isinstance(data, dict) or not isinstance(data.get("name"), str):
+            raise BadFile(f"{cwhere}: expected an object with a \"name\", like {{\"name\": \"Luna\", \"xp\": 10}}")
+        fields = {k: v for k, v in data.items() if k != "name"}
+        player.characters.append(replace(plan_character(rules.fit_name(data["name"]), fields, cwhere, notes),
+                                         retired=True))
 
     active = entry.get("active")
     if active is not None:
@@ -392,8 +411,8 @@ async def run(args: argparse.Namespace) -> int:
 async def write_plan(database: Database, guild_id: int, plan: Plan) -> None:
     """The plan into the database, in one transaction."""
     users = [(p.user_id, p.timezone, p.last_xp_reset, p.active) for p in plan.players]
-    characters = [(p.user_id, i, c.name, c.xp, c.daily_xp, c.daily_hf, c.char_buffer, c.image_url)
-                  for p in plan.players for i, c in enumerate(p.characters)]
+    characters = [(p.user_id, i, c.name, c.xp, c.daily_xp, c.daily_hf, c.char_buffer, c.image_url, c.sheet_url,
+                   c.retired) for p in plan.players for i, c in enumerate(p.characters)]
     await database.import_guild(guild_id, plan.settings, users, characters)
 
 
@@ -411,9 +430,14 @@ async def export_document(database: Database, guild_id: int) -> dict[str, Any]:
             "timezone": r["timezone"]})
         if r["id"] is None:
             continue
-        player["characters"][r["name"]] = {"xp": r["xp"], "image_url": r["image_url"],
-                                           "daily_xp": r["daily_xp"], "char_buffer": r["char_buffer"],
-                                           "daily_hf": r["daily_hf"]}
+        character = {"xp": r["xp"], "image_url": r["image_url"], "daily_xp": r["daily_xp"],
+                     "char_buffer": r["char_buffer"], "daily_hf": r["daily_hf"]}
+        if r["sheet_url"]:
+            character["sheet_url"] = r["sheet_url"]
+        if r["retired_at"] is not None:
+            player.setdefault("retired_characters", []).append({"name": r["name"], **character})
+            continue
+        player["characters"][r["name"]] = character
         if r["id"] == r["active_character_id"]:
             player["active"] = r["name"]
     return document

@@ -146,6 +146,7 @@ STAFF_OPTIONS = {
     "xp_set_cap": lambda w: {"amount": 3}, "xp_set_rate": lambda w: {"characters": 100},
     "xp_config_hf": lambda w: {"attempt_xp": 2}, "xp_levelups": lambda w: {"where": "off"},
     "xp_settings": lambda w: {}, "xp_sync": lambda w: {}, "xp_export": lambda w: {},
+    "xp_purge": lambda w: {"player": str(w.bob.id)},
 }
 COMPONENTS = [("click", "xp:set:rp"), ("click", "xp:set:hf"), ("click", "xp:set:lvl"),
               ("select", "xp:chan:rp"), ("select", "xp:chan:hf")]
