@@ -579,17 +579,22 @@ class Database:
     async def unretire_character(self, guild_id: int, character_id: int, *, owner_id: int | None) -> Character:
         """Bring a retired character back into play (not made active)."""
         async with self.pool.acquire() as con, con.transaction():
-            await self._lock_owner(con, guild_id, character_id, owner_id)
+            user_id, _ = await self._lock_owner(con, guild_id, character_id, owner_id)
+            name, retired = await con.fetchrow(
+                "SELECT name, retired_at IS NOT NULL FROM characters WHERE id = $1", character_id)
+            if not retired:
+                raise CharacterNotFound(own=owner_id is not None)
             try:
                 row = await con.fetchrow(
-                    """UPDATE characters SET retired_at = NULL
-                       WHERE guild_id = $1 AND id = $2 AND retired_at IS NOT NULL RETURNING *""",
-                    guild_id, character_id)
-            except asyncpg.UniqueViolationError:
-                name = await con.fetchval("SELECT name FROM characters WHERE id = $1", character_id)
+                    """UPDATE characters c SET retired_at = NULL
+                       WHERE c.guild_id = $1 AND c.id = $2
+                         AND NOT EXISTS (SELECT 1 FROM characters o WHERE o.guild_id = $1 AND o.user_id = $3
+                                           AND o.retired_at IS NULL AND lower(o.name) = lower(c.name))
+                       RETURNING *""", guild_id, character_id, user_id)
+            except asyncpg.UniqueViolationError:  # renamed to that name meanwhile
                 raise RestoreClash(name) from None
-            if row is None:
-                raise CharacterNotFound(own=owner_id is not None)
+            if row is None:  # a character in play has its name
+                raise RestoreClash(name)
         return Character.from_row(row)
 
     async def player_summary(self, guild_id: int, user_id: int) -> dict[str, int]:

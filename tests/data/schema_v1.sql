@@ -1,0 +1,287 @@
+-- XP Bot schema. Applied at every start-up (under an advisory lock, in one
+-- transaction): every statement here must be safe to run again on a database
+-- that already holds data. Changes to existing objects go in guarded blocks
+-- keyed on schema_version, never by editing a CREATE TABLE above them.
+
+CREATE TABLE IF NOT EXISTS schema_version (
+    version    integer PRIMARY KEY,
+    applied_at timestamptz NOT NULL DEFAULT now()
+);
+
+-- One row per guild, created with the defaults the first time it is needed.
+CREATE TABLE IF NOT EXISTS config (
+    guild_id      bigint   PRIMARY KEY,
+    rp_channels   bigint[] NOT NULL DEFAULT '{}',
+    hf_channels   bigint[] NOT NULL DEFAULT '{}',
+    char_per_rp   integer  NOT NULL DEFAULT 240 CHECK (char_per_rp   BETWEEN 1 AND 1000000),
+    daily_rp_cap  integer  NOT NULL DEFAULT 10  CHECK (daily_rp_cap  BETWEEN 1 AND 1000000),
+    hf_attempt_xp integer  NOT NULL DEFAULT 1   CHECK (hf_attempt_xp BETWEEN 0 AND 1000000),
+    hf_success_xp integer  NOT NULL DEFAULT 5   CHECK (hf_success_xp BETWEEN 0 AND 1000000),
+    daily_hf_cap  integer  NOT NULL DEFAULT 10  CHECK (daily_hf_cap  BETWEEN 1 AND 1000000),
+    -- Level-up announcements: in the channel of the message ('message'), in
+    -- levelup_channel ('channel'), or not at all ('off').
+    levelup_mode    text   NOT NULL DEFAULT 'message' CHECK (levelup_mode IN ('message', 'channel', 'off')),
+    levelup_channel bigint CHECK (levelup_mode <> 'channel' OR levelup_channel IS NOT NULL),
+    updated_at    timestamptz NOT NULL DEFAULT now()
+);
+
+-- Every settings change: who, when, which setting, from what to what.
+CREATE TABLE IF NOT EXISTS settings_log (
+    id         bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    guild_id   bigint NOT NULL,
+    changed_by bigint NOT NULL,
+    setting    text   NOT NULL,
+    old_value  jsonb,
+    new_value  jsonb,
+    created_at timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX IF NOT EXISTS settings_log_guild_idx ON settings_log (guild_id, created_at DESC);
+
+-- A player in one guild: their active character, time zone and last daily reset.
+CREATE TABLE IF NOT EXISTS users (
+    guild_id            bigint NOT NULL,
+    user_id             bigint NOT NULL,
+    active_character_id bigint,
+    timezone            text   NOT NULL DEFAULT 'UTC',
+    last_xp_reset       date,
+    PRIMARY KEY (guild_id, user_id)
+);
+
+CREATE TABLE IF NOT EXISTS characters (
+    id          bigint  GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    guild_id    bigint  NOT NULL,
+    user_id     bigint  NOT NULL,
+    name        text    NOT NULL CHECK (char_length(name) BETWEEN 1 AND 100 AND name = btrim(name)),
+    xp          bigint  NOT NULL DEFAULT 0 CHECK (xp BETWEEN 0 AND 1000000000000),
+    daily_xp    integer NOT NULL DEFAULT 0 CHECK (daily_xp >= 0),
+    daily_hf    integer NOT NULL DEFAULT 0 CHECK (daily_hf >= 0),
+    char_buffer integer NOT NULL DEFAULT 0 CHECK (char_buffer >= 0),
+    image_url   text    CHECK (image_url ~* '^https?://[^[:space:]]+$'),
+    created_at  timestamptz NOT NULL DEFAULT now(),
+    FOREIGN KEY (guild_id, user_id) REFERENCES users (guild_id, user_id) ON DELETE CASCADE,
+    UNIQUE (guild_id, user_id, id)
+);
+
+-- Names are unique per player per guild, ignoring case: the database's job.
+CREATE UNIQUE INDEX IF NOT EXISTS characters_owner_name_key
+    ON characters (guild_id, user_id, lower(name));
+-- HF events name a character guild-wide.
+CREATE INDEX IF NOT EXISTS characters_guild_name_idx ON characters (guild_id, lower(name));
+-- Leaderboard and "oldest remaining" fallback.
+CREATE INDEX IF NOT EXISTS characters_guild_xp_idx ON characters (guild_id, xp DESC, id);
+
+-- Staff grants: who, when, how much and why.
+CREATE TABLE IF NOT EXISTS xp_grants (
+    id           bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    guild_id     bigint NOT NULL,
+    character_id bigint REFERENCES characters (id) ON DELETE CASCADE,
+    granted_by   bigint NOT NULL,
+    amount       bigint NOT NULL,
+    xp_before    bigint NOT NULL,
+    xp_after     bigint NOT NULL,
+    reason       text,
+    created_at   timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX IF NOT EXISTS xp_grants_character_idx ON xp_grants (character_id, created_at DESC);
+
+-- Messages already counted, so a redelivered or retried event is counted once.
+-- Keys are Discord snowflakes (time-ordered), pruned after a day.
+CREATE TABLE IF NOT EXISTS processed_messages (
+    message_id bigint PRIMARY KEY
+);
+
+-- The active character belongs to the same player: a composite foreign key.
+-- Deleting that character clears only the pointer (PostgreSQL 15+).
+DO $$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_constraint WHERE conname = 'users_active_character_fkey') THEN
+        ALTER TABLE users ADD CONSTRAINT users_active_character_fkey
+            FOREIGN KEY (guild_id, user_id, active_character_id)
+            REFERENCES characters (guild_id, user_id, id)
+            ON DELETE SET NULL (active_character_id);
+    END IF;
+END
+$$;
+
+-- The player's local date at `at`: the day the daily caps belong to.
+CREATE OR REPLACE FUNCTION xp_local_date(tz text, at timestamptz) RETURNS date
+LANGUAGE sql STABLE AS $$ SELECT (at AT TIME ZONE tz)::date $$;
+
+-- Lock a player's row and apply rule 1 of SPEC (daily reset at local midnight).
+-- Returns the locked row, or nothing when the player has no row.
+DROP FUNCTION IF EXISTS xp_lock_and_reset(bigint, bigint, timestamptz);  -- pre-release signature
+-- With p_need_active, a player without an active character is only locked, not reset.
+CREATE OR REPLACE FUNCTION xp_lock_and_reset(p_guild bigint, p_user bigint, p_now timestamptz,
+                                             p_need_active boolean DEFAULT false)
+RETURNS SETOF users LANGUAGE plpgsql AS $$
+DECLARE
+    u users;
+    today date;
+BEGIN
+    SELECT * INTO u FROM users WHERE guild_id = p_guild AND user_id = p_user FOR NO KEY UPDATE;
+    IF NOT FOUND THEN
+        RETURN;
+    END IF;
+    IF p_need_active AND u.active_character_id IS NULL THEN
+        RETURN NEXT u;
+        RETURN;
+    END IF;
+    today := xp_local_date(u.timezone, p_now);
+    IF u.last_xp_reset IS DISTINCT FROM today THEN
+        UPDATE characters SET daily_xp = 0, daily_hf = 0, char_buffer = 0
+         WHERE guild_id = p_guild AND user_id = p_user
+           AND (daily_xp, daily_hf, char_buffer) <> (0, 0, 0);
+        UPDATE users SET last_xp_reset = today WHERE guild_id = p_guild AND user_id = p_user;
+        u.last_xp_reset := today;
+    END IF;
+    RETURN NEXT u;
+END
+$$;
+
+-- Claim a message id; false when it was already counted.
+CREATE OR REPLACE FUNCTION xp_claim_message(p_message bigint) RETURNS boolean
+LANGUAGE plpgsql AS $$
+BEGIN
+    IF p_message IS NULL THEN
+        RETURN true;
+    END IF;
+    INSERT INTO processed_messages (message_id) VALUES (p_message) ON CONFLICT DO NOTHING;
+    RETURN FOUND;
+END
+$$;
+
+-- RP XP for one message: tracking check, duplicate check, daily reset and
+-- award in one call (one round trip, one transaction, the player's row locked).
+CREATE OR REPLACE FUNCTION xp_award_rp(
+    p_guild bigint, p_channels bigint[], p_user bigint, p_length integer,
+    p_now timestamptz, p_message bigint)
+RETURNS TABLE (status text, character_id bigint, name text, gained integer,
+               xp_before bigint, xp_after bigint, daily_xp integer, char_buffer integer)
+LANGUAGE plpgsql AS $$
+DECLARE
+    cfg config;
+    u users;
+BEGIN
+    SELECT * INTO cfg FROM config c WHERE c.guild_id = p_guild;
+    IF NOT FOUND OR NOT (cfg.rp_channels && p_channels) THEN
+        RETURN QUERY SELECT 'untracked', NULL::bigint, NULL::text, 0, NULL::bigint, NULL::bigint, NULL::integer, NULL::integer;
+        RETURN;
+    END IF;
+    SELECT * INTO u FROM xp_lock_and_reset(p_guild, p_user, COALESCE(p_now, now()), true);
+    IF u.active_character_id IS NULL THEN
+        RETURN QUERY SELECT 'no_character', NULL::bigint, NULL::text, 0, NULL::bigint, NULL::bigint, NULL::integer, NULL::integer;
+        RETURN;
+    END IF;
+    -- Claimed only while holding the player's lock: a message belongs to one player, so
+    -- two transactions claiming the same message never hold locks the other needs.
+    IF NOT xp_claim_message(p_message) THEN
+        RETURN QUERY SELECT 'duplicate', NULL::bigint, NULL::text, 0, NULL::bigint, NULL::bigint, NULL::integer, NULL::integer;
+        RETURN;
+    END IF;
+    RETURN QUERY
+    WITH step AS (
+        SELECT ch.id, ch.xp,
+               LEAST((ch.char_buffer + p_length) / cfg.char_per_rp,
+                     GREATEST(cfg.daily_rp_cap - ch.daily_xp, 0))::integer AS gain,
+               ((ch.char_buffer + p_length) % cfg.char_per_rp)::integer AS rest
+          FROM characters ch WHERE ch.id = u.active_character_id FOR NO KEY UPDATE
+    )
+    UPDATE characters ch
+       SET xp = LEAST(ch.xp + step.gain, 1000000000000),
+           daily_xp = ch.daily_xp + step.gain,
+           char_buffer = step.rest
+      FROM step
+     WHERE ch.id = step.id
+    RETURNING 'awarded'::text, ch.id, ch.name, step.gain, step.xp, ch.xp, ch.daily_xp, ch.char_buffer;
+END
+$$;
+
+-- Many RP messages in one round trip (what arrived while the previous call ran).
+-- Each is awarded exactly as xp_award_rp would; players are locked in (guild, user)
+-- order so concurrent batches never deadlock, and one player's messages keep their order.
+CREATE OR REPLACE FUNCTION xp_award_rp_many(
+    p_guild bigint[], p_channel bigint[], p_parent bigint[], p_user bigint[],
+    p_length integer[], p_message bigint[], p_now timestamptz[])
+RETURNS TABLE (ord integer, status text, character_id bigint, name text, gained integer,
+               xp_before bigint, xp_after bigint, daily_xp integer, char_buffer integer)
+LANGUAGE plpgsql AS $$
+DECLARE
+    i integer;
+BEGIN
+    FOR i IN SELECT t.o FROM unnest(p_guild, p_user) WITH ORDINALITY AS t(g, u, o) ORDER BY t.g, t.u, t.o
+    LOOP
+        RETURN QUERY SELECT i, a.* FROM xp_award_rp(
+            p_guild[i], array_remove(ARRAY[p_channel[i], p_parent[i]], NULL), p_user[i],
+            p_length[i], p_now[i], p_message[i]) a;
+    END LOOP;
+END
+$$;
+
+-- HF XP for one hunting/foraging result naming a character.
+CREATE OR REPLACE FUNCTION xp_award_hf(
+    p_guild bigint, p_channels bigint[], p_name text, p_mentions bigint[],
+    p_success boolean, p_now timestamptz, p_message bigint)
+RETURNS TABLE (status text, character_id bigint, name text, user_id bigint, gained integer,
+               xp_before bigint, xp_after bigint, daily_hf integer)
+LANGUAGE plpgsql AS $$
+DECLARE
+    cfg config;
+    matches bigint[];
+    target characters;
+    u users;
+BEGIN
+    SELECT * INTO cfg FROM config c WHERE c.guild_id = p_guild;
+    IF NOT FOUND OR NOT (cfg.hf_channels && p_channels) THEN
+        RETURN QUERY SELECT 'untracked', NULL::bigint, NULL::text, NULL::bigint, 0, NULL::bigint, NULL::bigint, NULL::integer;
+        RETURN;
+    END IF;
+    SELECT array_agg(ch.id ORDER BY ch.id) INTO matches
+      FROM characters ch WHERE ch.guild_id = p_guild AND lower(ch.name) = lower(btrim(p_name));
+    IF matches IS NULL THEN
+        RETURN QUERY SELECT 'unknown_character', NULL::bigint, NULL::text, NULL::bigint, 0, NULL::bigint, NULL::bigint, NULL::integer;
+        RETURN;
+    END IF;
+    IF cardinality(matches) > 1 THEN
+        SELECT array_agg(ch.id ORDER BY ch.id) INTO matches
+          FROM characters ch WHERE ch.id = ANY(matches) AND ch.user_id = ANY(COALESCE(p_mentions, '{}'));
+        IF matches IS NULL OR cardinality(matches) <> 1 THEN
+            RETURN QUERY SELECT 'ambiguous', NULL::bigint, NULL::text, NULL::bigint, 0, NULL::bigint, NULL::bigint, NULL::integer;
+            RETURN;
+        END IF;
+    END IF;
+    SELECT * INTO target FROM characters ch WHERE ch.id = matches[1];
+    SELECT * INTO u FROM xp_lock_and_reset(p_guild, target.user_id, COALESCE(p_now, now()));
+    IF NOT xp_claim_message(p_message) THEN  -- after the lock, as in xp_award_rp
+        RETURN QUERY SELECT 'duplicate', NULL::bigint, NULL::text, NULL::bigint, 0, NULL::bigint, NULL::bigint, NULL::integer;
+        RETURN;
+    END IF;
+    RETURN QUERY
+    WITH step AS (
+        SELECT ch.id, ch.xp,
+               LEAST(cfg.hf_attempt_xp + CASE WHEN p_success THEN cfg.hf_success_xp ELSE 0 END,
+                     GREATEST(cfg.daily_hf_cap - ch.daily_hf, 0))::integer AS gain
+          FROM characters ch WHERE ch.id = target.id FOR NO KEY UPDATE
+    )
+    UPDATE characters ch
+       SET xp = LEAST(ch.xp + step.gain, 1000000000000),
+           daily_hf = ch.daily_hf + step.gain
+      FROM step
+     WHERE ch.id = step.id
+    RETURNING 'awarded'::text, ch.id, ch.name, ch.user_id, step.gain, step.xp, ch.xp, ch.daily_hf;
+    IF NOT FOUND THEN  -- deleted between the lookup and the lock
+        RETURN QUERY SELECT 'unknown_character', NULL::bigint, NULL::text, NULL::bigint, 0, NULL::bigint, NULL::bigint, NULL::integer;
+    END IF;
+END
+$$;
+
+-- Other bot processes cache which channels are tracked: tell them when a guild's config changes.
+CREATE OR REPLACE FUNCTION xp_config_changed() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pg_notify('xpbot_config', COALESCE(NEW.guild_id, OLD.guild_id)::text);
+    RETURN NULL;
+END
+$$;
+CREATE OR REPLACE TRIGGER config_changed AFTER INSERT OR UPDATE OR DELETE ON config
+    FOR EACH ROW EXECUTE FUNCTION xp_config_changed();
+
+INSERT INTO schema_version (version) VALUES (1) ON CONFLICT DO NOTHING;
