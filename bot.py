@@ -24,7 +24,7 @@ import players
 import rules
 import staff
 from database import DEFAULT_POOL_SIZE, Award, Character, Database, HFResult, RPMessage, is_unavailable
-from interactions import NO_PINGS, ConfirmButton, XPTree, clip, redact, route_modal, shown
+from interactions import NO_PINGS, ConfirmButton, XPTree, clip, log_embed, redact, route_modal, shown
 from local_postgres import LocalPostgres
 from xp_queue import TrackedChannels, XPEvent, XPQueue
 
@@ -193,20 +193,54 @@ class XPBot(discord.AutoShardedClient):
             log.info("HF result for %s in guild %s awarded nothing: %s", clip(name, 100), message.guild.id, why)
 
     async def on_award(self, event: XPEvent, award: Award) -> None:
-        """Called once per award that changed XP: announce level-ups."""
-        if award.leveled_up:
+        """Called once per award that changed XP."""
+        if award.gained:
             here = event.channel_id if isinstance(event, RPMessage) else event.channel_ids[0]
-            await self.announce_level_up(event.guild_id, here, award)
+            await self.xp_changed(event.guild_id, here, award)
+
+    # -- what follows a change: the log channel, level-ups ----------------------------------
+
+    async def post_log(self, guild_id: int, embed: discord.Embed,
+                       view: discord.ui.View | None = None) -> discord.Message | None:
+        """Post to the guild's log channel, if it has one. A failure (channel gone, permission
+        missing) never fails the action: it is recorded once (`/xp_settings` shows it) and
+        logged once, until a post succeeds again."""
+        cfg = await self.db.get_config(guild_id)
+        if cfg.log_channel is None:
+            return None
+        channel = self.get_partial_messageable(cfg.log_channel, guild_id=guild_id)
+        try:
+            message = await channel.send(embed=embed, view=view or discord.utils.MISSING,
+                                         allowed_mentions=NO_PINGS)
+        except discord.HTTPException as e:
+            why = (f"posting in <#{cfg.log_channel}> failed: {e.status} {e.text or type(e).__name__}"
+                   if isinstance(e, discord.HTTPException) else str(e))[:300]
+            if await self.db.set_log_failure(guild_id, why):
+                log.warning("Log channel of guild %s: %s", guild_id, why)
+            return None
+        if cfg.log_failure is not None:
+            await self.db.set_log_failure(guild_id, None)
+            log.info("Log channel of guild %s works again", guild_id)
+        return message
+
+    async def xp_changed(self, guild_id: int, here: int | None, award: Award) -> None:
+        """After any XP change (RP, HF, grant, request, quest): announce a level-up."""
+        await self.announce_level_up(guild_id, here, award)
 
     async def character_changed(self, guild_id: int, user_id: int, what: str, character: Character, *,
-                                by: int) -> None:
-        """A character was created, retired, restored, deleted or purged ("created" ...): the
-        hook where the log channel and level roles follow such changes."""
-        log.info("Character %s of user %s in guild %s %s by %s", character.id, user_id, guild_id, what, by)
+                                by: int, extra: str = "") -> None:
+        """A character was created, retired, restored or deleted (`what`): logged."""
+        by_line = f"by <@{by}>" if by != user_id else ""
+        await self.post_log(guild_id, log_embed(
+            f"Character {what}", f"**{shown(character.name)}** of <@{user_id}> · level {character.level} · "
+                                 f"{character.xp:,} XP", extra, by_line))
 
     async def player_purged(self, guild_id: int, user_id: int, gone: dict[str, int], *, by: int) -> None:
-        """Everything of a player in a guild was deleted (`gone` counts it)."""
-        log.info("User %s purged from guild %s by %s: %s", user_id, guild_id, by, gone)
+        """Everything of a player in a guild was deleted (`gone` counts it): logged."""
+        await self.post_log(guild_id, log_embed(
+            "Player purged", f"<@{user_id}> ({user_id}): {gone['characters']} character(s) with {gone['xp']:,} XP, "
+                             f"{gone['history']} history entries, {gone['pending_requests']} pending request(s)",
+            f"by <@{by}>"))
 
     async def announce_level_up(self, guild_id: int, here: int | None, award: Award) -> None:
         if not award.leveled_up:

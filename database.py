@@ -19,7 +19,8 @@ from typing import Any, Callable, Iterable, Sequence
 import asyncpg
 
 from rules import (AUTOCOMPLETE_LIMIT, CHANNEL_KINDS, CHANNELS_MAX, DEFAULT_LEVELUP_MODE, DEFAULTS,
-                   GRANT_MAX, HISTORY_SOURCES, STARTING_XP_MAX, clean_sheet_url, LEVELUP_MODES, UserError, clean_image_url, clean_int, clean_name,
+                   GRANT_MAX, HISTORY_SOURCES, REQUEST_AMOUNT_MAX, REQUEST_REASON_MAX, REQUESTS_PENDING_MAX,
+                   STAFF_ROLES_MAX, STARTING_XP_MAX, clean_sheet_url, LEVELUP_MODES, UserError, clean_image_url, clean_int, clean_name,
                    NAME_MAX, clean_reason, clean_setting, clean_timezone, close_match_lengths,
                    close_matches, level_for, searchable)
 
@@ -99,12 +100,17 @@ class GuildConfig:
     daily_hf_cap: int = DEFAULTS["daily_hf_cap"]
     levelup_mode: str = DEFAULT_LEVELUP_MODE
     levelup_channel: int | None = None
+    staff_roles: tuple[int, ...] = ()
+    log_channel: int | None = None
+    log_failure: str | None = None  # why the last post to the log channel failed
 
     @classmethod
     def from_row(cls, row: asyncpg.Record) -> "GuildConfig":
         return cls(guild_id=row["guild_id"], rp_channels=tuple(row["rp_channels"]),
                    hf_channels=tuple(row["hf_channels"]), levelup_mode=row["levelup_mode"],
-                   levelup_channel=row["levelup_channel"], **{k: row[k] for k in DEFAULTS})
+                   levelup_channel=row["levelup_channel"], staff_roles=tuple(row["staff_roles"]),
+                   log_channel=row["log_channel"], log_failure=row["log_failure"],
+                   **{k: row[k] for k in DEFAULTS})
 
 
 @dataclass(frozen=True, slots=True)
@@ -315,29 +321,65 @@ class Database:
         return await self._set_config(guild_id, {"levelup_mode": mode, "levelup_channel":
                                                  channel_id if mode == "channel" else None}, changed_by)
 
+    async def _add_to(self, guild_id: int, column: str, value: int, changed_by: int | None,
+                      limit: int) -> tuple[GuildConfig, bool]:
+        """Add `value` to the array setting `column` (a constant) unless it is there or full."""
+        cfg, before = await self._change_config(
+            guild_id, changed_by, [column],
+            f"""INSERT INTO config AS cfg (guild_id, {column}) VALUES ($1, ARRAY[$4]::bigint[])
+                ON CONFLICT (guild_id) DO UPDATE
+                   SET {column} = CASE WHEN $4 = ANY(cfg.{column}) OR cardinality(cfg.{column}) >= $5
+                                       THEN cfg.{column} ELSE array_append(cfg.{column}, $4) END,
+                       updated_at = now()""", value, limit)
+        added = value in getattr(cfg, column) and value not in before.get(column, ())
+        if not added and value not in getattr(cfg, column):
+            raise UserError(f"There can be at most {limit} of these; remove one first.")
+        return cfg, added
+
+    async def _remove_from(self, guild_id: int, column: str, value: int,
+                           changed_by: int | None) -> tuple[GuildConfig, bool]:
+        cfg, before = await self._change_config(
+            guild_id, changed_by, [column],
+            f"""INSERT INTO config AS cfg (guild_id) VALUES ($1)
+                ON CONFLICT (guild_id) DO UPDATE
+                   SET {column} = array_remove(cfg.{column}, $4::bigint), updated_at = now()""", value)
+        return cfg, value in before.get(column, ())
+
     async def add_channel(self, guild_id: int, kind: str, channel_id: int, *,
                           changed_by: int | None = None) -> tuple[GuildConfig, bool]:
         """Track `channel_id` for `kind` ('rp' or 'hf'); returns (config, whether it changed)."""
-        col = CHANNEL_KINDS[kind]
-        cfg, before = await self._change_config(
-            guild_id, changed_by, [col],
-            f"""INSERT INTO config AS cfg (guild_id, {col}) VALUES ($1, ARRAY[$4]::bigint[])
-                ON CONFLICT (guild_id) DO UPDATE
-                   SET {col} = CASE WHEN $4 = ANY(cfg.{col}) THEN cfg.{col}
-                                    ELSE array_append(cfg.{col}, $4) END,
-                       updated_at = now()""", channel_id)
-        return cfg, channel_id not in before.get(col, ())
+        return await self._add_to(guild_id, CHANNEL_KINDS[kind], channel_id, changed_by, CHANNELS_MAX)
 
     async def remove_channel(self, guild_id: int, kind: str, channel_id: int, *,
                              changed_by: int | None = None) -> tuple[GuildConfig, bool]:
         """Stop tracking `channel_id` for `kind`; returns (config, whether it changed)."""
-        col = CHANNEL_KINDS[kind]
-        cfg, before = await self._change_config(
-            guild_id, changed_by, [col],
-            f"""INSERT INTO config AS cfg (guild_id) VALUES ($1)
-                ON CONFLICT (guild_id) DO UPDATE
-                   SET {col} = array_remove(cfg.{col}, $4::bigint), updated_at = now()""", channel_id)
-        return cfg, channel_id in before.get(col, ())
+        return await self._remove_from(guild_id, CHANNEL_KINDS[kind], channel_id, changed_by)
+
+    async def add_staff_role(self, guild_id: int, role_id: int, *,
+                             changed_by: int | None = None) -> tuple[GuildConfig, bool]:
+        return await self._add_to(guild_id, "staff_roles", role_id, changed_by, STAFF_ROLES_MAX)
+
+    async def remove_staff_role(self, guild_id: int, role_id: int, *,
+                                changed_by: int | None = None) -> tuple[GuildConfig, bool]:
+        return await self._remove_from(guild_id, "staff_roles", role_id, changed_by)
+
+    async def set_log_channel(self, guild_id: int, channel_id: int | None, *,
+                              changed_by: int | None = None) -> GuildConfig:
+        """Where the bot logs what staff and players do (None: nowhere); clears a past failure."""
+        cfg, _ = await self._change_config(
+            guild_id, changed_by, ["log_channel"],
+            """INSERT INTO config AS cfg (guild_id, log_channel) VALUES ($1, $4)
+               ON CONFLICT (guild_id) DO UPDATE SET log_channel = EXCLUDED.log_channel, log_failure = NULL,
+                                                    updated_at = now()""", channel_id)
+        return cfg
+
+    async def set_log_failure(self, guild_id: int, failure: str | None) -> bool:
+        """Record why posting to the log channel failed (None: it works again); True when
+        that is news (so it is reported once, not once per post)."""
+        status = await self.pool.execute(
+            """UPDATE config SET log_failure = $2
+               WHERE guild_id = $1 AND log_failure IS DISTINCT FROM $2""", guild_id, failure)
+        return status.endswith(" 1")
 
     async def set_channels(self, guild_id: int, kind: str, channel_ids: Iterable[int], *,
                            changed_by: int | None = None) -> GuildConfig:
@@ -604,6 +646,8 @@ class Database:
                       COALESCE(sum(c.xp), 0)::bigint AS xp,
                       (SELECT count(*) FROM xp_grants g JOIN characters gc ON gc.id = g.character_id
                         WHERE gc.guild_id = $1 AND gc.user_id = $2) AS history,
+                      (SELECT count(*) FROM xp_requests r
+                        WHERE r.guild_id = $1 AND r.user_id = $2 AND r.status = 'pending') AS pending_requests,
                       EXISTS (SELECT 1 FROM users WHERE guild_id = $1 AND user_id = $2) AS known
                  FROM characters c WHERE c.guild_id = $1 AND c.user_id = $2""", guild_id, user_id)
         return dict(row)
@@ -617,6 +661,8 @@ class Database:
                 """WITH gone_history AS (
                         DELETE FROM xp_grants g USING characters c
                          WHERE g.character_id = c.id AND c.guild_id = $1 AND c.user_id = $2 RETURNING g.id),
+                        gone_requests AS (
+                        DELETE FROM xp_requests WHERE guild_id = $1 AND user_id = $2 RETURNING id, status),
                         gone_characters AS (
                         DELETE FROM characters WHERE guild_id = $1 AND user_id = $2 RETURNING id, xp),
                         gone_player AS (
@@ -624,6 +670,7 @@ class Database:
                    SELECT (SELECT count(*) FROM gone_characters) AS characters,
                           (SELECT COALESCE(sum(xp), 0) FROM gone_characters)::bigint AS xp,
                           (SELECT count(*) FROM gone_history) AS history,
+                          (SELECT count(*) FROM gone_requests WHERE status = 'pending') AS pending_requests,
                           (SELECT count(*) FROM gone_player) AS players""", guild_id, user_id)
         if not row["players"]:
             raise UserError("That player has nothing in this server: nothing was purged.")
@@ -717,6 +764,94 @@ class Database:
             """SELECT granted_by, amount, xp_before, xp_after, reason, source, ref_id, created_at FROM xp_grants
                WHERE guild_id = $1 AND character_id = $2
                ORDER BY created_at DESC, id DESC LIMIT $3""", guild_id, character_id, limit)
+
+    # -- XP requests -------------------------------------------------------------------
+
+    async def create_request(self, guild_id: int, user_id: int, character_id: int, amount: int,
+                             reason: str) -> asyncpg.Record:
+        """A player's request for XP for their own character in play; at most
+        REQUESTS_PENDING_MAX wait at once (counted under the player's lock)."""
+        amount = clean_int(amount, "The amount", 1, REQUEST_AMOUNT_MAX)
+        reason = clean_reason(reason)
+        if not reason:
+            raise UserError("Say why in `reason` (1 to 300 characters).")
+        if len(reason) > REQUEST_REASON_MAX:
+            raise UserError(f"The reason is {len(reason)} characters long; use at most {REQUEST_REASON_MAX}.")
+        async with self.pool.acquire() as con, con.transaction():
+            await self._lock_owner(con, guild_id, character_id, user_id)
+            pending = await con.fetchval(
+                "SELECT count(*) FROM xp_requests WHERE guild_id = $1 AND user_id = $2 AND status = 'pending'",
+                guild_id, user_id)
+            if pending >= REQUESTS_PENDING_MAX:
+                raise UserError(f"You already have {pending} requests waiting; that is the most at once. "
+                                "Wait for a decision or cancel one.")
+            row = await con.fetchrow(
+                """INSERT INTO xp_requests (guild_id, user_id, character_id, character_name, amount, reason)
+                   SELECT $1, $2, c.id, c.name, $4, $5 FROM characters c
+                    WHERE c.guild_id = $1 AND c.id = $3 AND c.user_id = $2 AND c.retired_at IS NULL
+                   RETURNING *""", guild_id, user_id, character_id, amount, reason)
+            if row is None:
+                raise CharacterNotFound()
+        return row
+
+    async def set_request_message(self, request_id: int, channel_id: int, message_id: int) -> None:
+        await self.pool.execute("UPDATE xp_requests SET log_channel_id = $2, log_message_id = $3 WHERE id = $1",
+                                request_id, channel_id, message_id)
+
+    async def get_request(self, guild_id: int, request_id: int) -> asyncpg.Record | None:
+        return await self.pool.fetchrow("SELECT * FROM xp_requests WHERE guild_id = $1 AND id = $2",
+                                        guild_id, request_id)
+
+    async def decide_request(self, guild_id: int, request_id: int, *, approve: bool, by: int,
+                             note: str | None = None) -> tuple[asyncpg.Record, Award | None, bool]:
+        """Approve (grant the XP) or deny a pending request, in one transaction that takes it
+        out of 'pending': however often this is called, it acts once. Returns (the request
+        now, the grant if one was made, whether it had been decided before). A request whose
+        character left play is closed instead, saying so."""
+        async with self.pool.acquire() as con, con.transaction():
+            request = await con.fetchrow(
+                "SELECT * FROM xp_requests WHERE guild_id = $1 AND id = $2 FOR UPDATE", guild_id, request_id)
+            if request is None:
+                raise UserError("That request doesn't exist in this server.")
+            if request["status"] != "pending":
+                return request, None, True
+            award = None
+            status, note = ("approved" if approve else "denied"), clean_reason(note)
+            if approve:
+                character = await con.fetchrow("SELECT retired_at FROM characters WHERE id = $1",
+                                                request["character_id"]) if request["character_id"] else None
+                if character is None or character["retired_at"] is not None:
+                    status = "closed"
+                    note = "the character was " + ("retired" if character is not None else "deleted")
+                else:
+                    award = await self.grant_xp(guild_id, request["character_id"], request["amount"], by,
+                                                f"Request #{request_id}: {request['reason']}", source="request",
+                                                ref_id=request_id, con=con)
+            request = await con.fetchrow(
+                """UPDATE xp_requests SET status = $3, decided_by = $4, decided_at = now(), note = $5
+                   WHERE guild_id = $1 AND id = $2 RETURNING *""", guild_id, request_id, status, by, note)
+        return request, award, False
+
+    async def cancel_request(self, guild_id: int, request_id: int, user_id: int) -> asyncpg.Record:
+        """The requester withdraws a pending request."""
+        row = await self.pool.fetchrow(
+            """UPDATE xp_requests SET status = 'cancelled', decided_by = $3, decided_at = now()
+               WHERE guild_id = $1 AND id = $2 AND user_id = $3 AND status = 'pending' RETURNING *""",
+            guild_id, request_id, user_id)
+        if row is None:
+            raise UserError("That request isn't one of yours waiting for a decision (it may have been decided).")
+        return row
+
+    async def list_requests(self, guild_id: int, *, user_id: int | None = None,
+                            limit: int = 25) -> list[asyncpg.Record]:
+        """A player's requests, newest first; without `user_id`, every pending one, oldest first."""
+        if user_id is not None:
+            return await self.pool.fetch(
+                """SELECT * FROM xp_requests WHERE guild_id = $1 AND user_id = $2
+                   ORDER BY created_at DESC, id DESC LIMIT $3""", guild_id, user_id, limit)
+        return await self.pool.fetch(
+            """SELECT * FROM xp_requests WHERE guild_id = $1 AND status = 'pending'
+               ORDER BY created_at, id LIMIT $2""", guild_id, limit)
 
     async def leaderboard(self, guild_id: int, *, page: int = 0,
                           per_page: int = 10) -> tuple[list[Character], int]:

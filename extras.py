@@ -11,7 +11,8 @@ from discord import app_commands
 import migrate_to_postgres
 import rules
 from interactions import (COLOUR, CONFIRMATIONS, AnyCharacter, Confirmation, Guarded, HistoryCharacter, Refusal,
-                          begin, bot_of, confirm_view, db_of, guild_id_of, reply, shown, snowflake, staff_command)
+                          begin, bot_of, confirm_view, db_of, guild_id_of, log_embed, reply, shown, snowflake,
+                          staff_command)
 
 PAGE_SIZE = 10  # leaderboard lines per page
 PAGE_MAX = 999_999  # pages a leaderboard button may name
@@ -30,7 +31,13 @@ async def xp_grant(interaction: discord.Interaction, character: AnyCharacter,
                                               interaction.user.id, reason)
     await reply(interaction, f"**{shown(award.name)}**: {award.xp_before:,} → {award.xp_after:,} XP "
                              f"(level {award.level_before} → {award.level_after}).")
-    await bot_of(interaction).announce_level_up(interaction.guild_id, interaction.channel_id, award)
+    bot = bot_of(interaction)
+    await bot.xp_changed(interaction.guild_id, interaction.channel_id, award)
+    await bot.post_log(interaction.guild_id, log_embed(
+        "XP granted", f"**{award.xp_after - award.xp_before:+,} XP** to **{shown(award.name)}** of <@{award.user_id}> "
+                      f"by <@{interaction.user.id}>",
+        f"{award.xp_before:,} → {award.xp_after:,} XP (level {award.level_before} → {award.level_after})",
+        f"Reason: {shown(reason)}" if reason else ""))
 
 
 @app_commands.command(name="xp_history", description="A character's recent XP history: grants, starting XP, requests, quests")

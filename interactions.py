@@ -30,7 +30,9 @@ COLOUR = discord.Colour.from_rgb(88, 101, 242)
 LOGGED_TEXT_MAX = 200  # characters of user-supplied text that go into one log line
 SNOWFLAKE_MAX = 2**63 - 1  # Discord ids and our ids are PostgreSQL bigints
 
-STAFF_ONLY = "Only staff (members with the **Manage Server** permission) can do that."
+STAFF_ONLY = ("Only staff (members with the **Manage Server** or **Administrator** permission, or a staff "
+              "role of this server) can do that.")
+MANAGERS_ONLY = "Only members with the **Manage Server** permission can do that."
 
 
 class Refusal(UserError):
@@ -110,10 +112,23 @@ def guild_id_of(interaction: discord.Interaction) -> int:
 
 # -- staff ---------------------------------------------------------------------------------------
 
-async def is_staff(interaction: discord.Interaction) -> bool:
-    """Manage Server or Administrator in this guild, checked by the bot on every use."""
+def is_manager(interaction: discord.Interaction) -> bool:
+    """Manage Server or Administrator in this guild."""
     perms = interaction.permissions
     return interaction.guild_id is not None and (perms.manage_guild or perms.administrator)
+
+
+async def is_staff(interaction: discord.Interaction) -> bool:
+    """A manager, or a member holding one of the guild's staff roles: checked by the bot on
+    every use of a staff command, button, select or form (Discord's own command permissions
+    only hide commands)."""
+    if is_manager(interaction):
+        return True
+    roles = [role.id for role in getattr(interaction.user, "roles", ()) if not role.is_default()]
+    if interaction.guild_id is None or not roles:
+        return False
+    staff_roles = (await db_of(interaction).get_config(interaction.guild_id)).staff_roles
+    return any(role in staff_roles for role in roles)
 
 
 async def staff_check(interaction: discord.Interaction) -> bool:
@@ -125,6 +140,23 @@ async def staff_check(interaction: discord.Interaction) -> bool:
 def staff_command(func: Callable) -> Callable:
     """Hidden from members by default, and checked by the bot itself on every use."""
     return app_commands.default_permissions(manage_guild=True)(app_commands.check(staff_check)(func))
+
+
+async def manager_check(interaction: discord.Interaction) -> bool:
+    if not is_manager(interaction):
+        raise NotStaff(MANAGERS_ONLY)
+    return True
+
+
+def manager_command(func: Callable) -> Callable:
+    """For Manage Server only (a staff role is not enough), e.g. choosing the staff roles."""
+    return app_commands.default_permissions(manage_guild=True)(app_commands.check(manager_check)(func))
+
+
+def log_embed(title: str, *lines: str, colour: discord.Colour = COLOUR) -> discord.Embed:
+    """An entry for the log channel (it pings nobody: nothing is ever sent with pings)."""
+    return discord.Embed(title=title, description="\n".join(line for line in lines if line)[:4000], colour=colour,
+                         timestamp=discord.utils.utcnow())
 
 
 # -- the one error path --------------------------------------------------------------------------
@@ -167,6 +199,10 @@ async def handle_error(interaction: discord.Interaction, error: Exception) -> No
     elif isinstance(error, app_commands.TransformerError):
         message = ("That option's value isn't valid here. Pick from the list Discord offers "
                    "(for a channel: a text channel of this server).")
+    elif isinstance(error, app_commands.CommandOnCooldown):
+        again = discord.utils.utcnow().timestamp() + error.retry_after
+        message = (f"You're doing that too often: try again <t:{int(again) + 1}:R> "
+                   f"(in {error.retry_after:.0f} s).")
     elif isinstance(error, app_commands.NoPrivateMessage):
         message = "This command only works in a server."
     elif isinstance(error, app_commands.CheckFailure):

@@ -151,6 +151,9 @@ async def xp_create(interaction: discord.Interaction, name: app_commands.Range[s
     created = await db_of(interaction).create_character(
         guild_id_of(interaction), owner.id, name, image_url, sheet_url,
         starting_xp=starting_xp or 0, created_by=interaction.user.id)
+    await bot_of(interaction).character_changed(
+        created.guild_id, owner.id, "created", created, by=interaction.user.id,
+        extra=f"Starting XP: {created.xp:,}" if created.xp else "")
     whose = "your" if owner.id == interaction.user.id else f"{owner.mention}'s"
     await reply(interaction, f"Created **{shown(created.name)}**; it is now {whose} active character.",
                 embed=character_embed(created, owner))
@@ -224,6 +227,8 @@ async def xp_delete(interaction: discord.Interaction, character: OwnCharacter):
 async def confirmed_delete(interaction: discord.Interaction, character_id: int) -> str:
     deleted, active = await db_of(interaction).delete_character(guild_id_of(interaction), interaction.user.id,
                                                                 character_id)
+    await bot_of(interaction).character_changed(deleted.guild_id, deleted.user_id, "deleted", deleted,
+                                                by=interaction.user.id)
     text = f"Deleted **{shown(deleted.name)}** ({deleted.xp:,} XP)."
     if active is not None:
         text += f" Your active character is now **{shown(active.name)}**."

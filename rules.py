@@ -54,6 +54,16 @@ SETTINGS = {s.key: s for s in (
 )}
 DEFAULTS = {key: s.default for key, s in SETTINGS.items()}
 
+# XP requests: what a player may ask for, and how many may wait at once.
+REQUEST_AMOUNT_MAX = 25_000
+REQUEST_REASON_MAX = 300
+REQUESTS_PENDING_MAX = 5
+REQUEST_STATUSES = ("pending", "approved", "denied", "cancelled", "closed")
+STAFF_ROLES_MAX = 25
+
+# Cooldowns: (uses, per seconds), per player or per guild as named.
+COOLDOWNS = {"xp_request": (5, 300), "xp_export": (1, 60), "xp_level_roles_sync": (1, 600)}
+
 # What an entry of a character's XP history came from (schema: xp_grants.source CHECK).
 HISTORY_SOURCES = {"grant": "grant", "start": "starting XP", "request": "approved request", "quest": "quest"}
 

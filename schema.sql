@@ -306,4 +306,33 @@ $$;
 CREATE OR REPLACE TRIGGER config_changed AFTER INSERT OR UPDATE OR DELETE ON config
     FOR EACH ROW EXECUTE FUNCTION xp_config_changed();
 
-INSERT INTO schema_version (version) VALUES (1), (2) ON CONFLICT DO NOTHING;
+-- Staff roles and the log channel (version 3). log_failure: why the last post to the log
+-- channel failed (NULL once one succeeds), shown by /xp_settings.
+ALTER TABLE config ADD COLUMN IF NOT EXISTS staff_roles bigint[] NOT NULL DEFAULT '{}';
+ALTER TABLE config ADD COLUMN IF NOT EXISTS log_channel bigint;
+ALTER TABLE config ADD COLUMN IF NOT EXISTS log_failure text;
+
+-- XP requests (version 3): a player asks, staff approve or deny, exactly once. The name is
+-- kept so a request outlives its character; `status` leaves 'pending' once and for all.
+CREATE TABLE IF NOT EXISTS xp_requests (
+    id             bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    guild_id       bigint NOT NULL,
+    user_id        bigint NOT NULL,
+    character_id   bigint REFERENCES characters (id) ON DELETE SET NULL,
+    character_name text   NOT NULL,
+    amount         integer NOT NULL CHECK (amount BETWEEN 1 AND 25000),
+    reason         text   NOT NULL CHECK (char_length(reason) BETWEEN 1 AND 300),
+    status         text   NOT NULL DEFAULT 'pending'
+                          CHECK (status IN ('pending', 'approved', 'denied', 'cancelled', 'closed')),
+    decided_by     bigint,
+    decided_at     timestamptz,
+    note           text,
+    log_channel_id bigint,
+    log_message_id bigint,
+    created_at     timestamptz NOT NULL DEFAULT now(),
+    CHECK ((status = 'pending') = (decided_at IS NULL))
+);
+CREATE INDEX IF NOT EXISTS xp_requests_pending_idx ON xp_requests (guild_id, created_at, id) WHERE status = 'pending';
+CREATE INDEX IF NOT EXISTS xp_requests_player_idx ON xp_requests (guild_id, user_id, created_at DESC);
+
+INSERT INTO schema_version (version) VALUES (1), (2), (3) ON CONFLICT DO NOTHING;
