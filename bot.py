@@ -1,8 +1,8 @@
 """XP Bot: XP for role-play characters, earned by writing and by hunting/foraging results.
 
 The entry point and the one discord.py client: the `on_message` XP listener and the slash
-commands, which live by area in players.py, staff.py and extras.py (shared pieces in
-interactions.py); all of them call the `Database` in database.py.
+commands, which live by area in players.py, staff.py, extras.py and xp_requests.py (shared
+pieces in interactions.py); all of them call the `Database` in database.py.
 Run `python bot.py` (or `python bot.py --check`).
 """
 from __future__ import annotations
@@ -23,6 +23,7 @@ import extras
 import players
 import rules
 import staff
+import xp_requests
 from database import DEFAULT_POOL_SIZE, Award, Character, Database, HFResult, RPMessage, is_unavailable
 from interactions import NO_PINGS, ConfirmButton, XPTree, clip, log_embed, redact, route_modal, shown
 from local_postgres import LocalPostgres
@@ -33,8 +34,8 @@ log = logging.getLogger("xpbot")
 discord.VoiceClient.warn_nacl = discord.VoiceClient.warn_dave = False  # no voice: no warnings about it
 RP_MESSAGE_TYPES = (discord.MessageType.default, discord.MessageType.reply)
 PRUNE_EVERY = 3600  # seconds between clean-ups of counted message ids
-AREAS = (players, staff, extras)  # the command modules, each with COMMANDS and COMPONENTS
-FORMS = {form.custom_id_value: form for form in staff.FORMS}
+AREAS = (players, staff, extras, xp_requests)  # the command modules, each with COMMANDS and COMPONENTS
+FORMS = {form.custom_id_value: form for area in AREAS for form in getattr(area, "FORMS", ())}
 
 
 def register_commands(tree: discord.app_commands.CommandTree) -> None:

@@ -159,6 +159,7 @@ async def leaderboard_page(interaction: discord.Interaction, page: int):
 @app_commands.command(name="xp_export", description="Staff: this server's XP data as an xp.json file")
 @app_commands.guild_only()
 @staff_command
+@app_commands.checks.cooldown(*rules.COOLDOWNS["xp_export"], key=lambda i: i.guild_id)
 async def xp_export(interaction: discord.Interaction):
     await begin(interaction)
     document = await migrate_to_postgres.export_document(db_of(interaction), guild_id_of(interaction))

@@ -328,15 +328,17 @@ class Guarded:
 
 
 class Form(discord.ui.Modal):
-    """A modal whose submission is handled by `submit(interaction, values)` from its custom id,
-    so it works the same before and after a restart (the bot routes every `xp:modal:` submit
-    itself, see `route_modal`). Subclasses set `custom_id` and build their fields."""
+    """A modal whose submission is handled by `submit(interaction, values, arg)` from its custom
+    id alone, so it works the same before and after a restart (the bot routes every `xp:modal:`
+    submit itself, see `route_modal`). Subclasses set `custom_id_value` and build their fields;
+    a form about one thing (a request) has the custom id `<custom_id_value>:<id>` and gets the
+    id as `arg`."""
 
     custom_id_value = ""
     staff_only = False
 
     @classmethod
-    async def submit(cls, interaction: discord.Interaction, values: dict[str, str]) -> None:
+    async def submit(cls, interaction: discord.Interaction, values: dict[str, str], arg: int | None) -> None:
         raise NotImplementedError
 
     async def send(self, interaction: discord.Interaction) -> None:
@@ -363,14 +365,19 @@ def modal_values(data: dict) -> dict[str, str]:
 async def route_modal(interaction: discord.Interaction, forms: dict[str, type[Form]]) -> bool:
     """Handle a modal submission of ours; False when it isn't one."""
     data = interaction.data or {}
-    form = forms.get(data.get("custom_id", ""))
+    custom_id = str(data.get("custom_id", ""))
+    form, arg = forms.get(custom_id), None
+    if form is None and ":" in custom_id:
+        prefix, _, tail = custom_id.rpartition(":")
+        form, arg = forms.get(prefix), snowflake(tail)
+        form = form if arg is not None else None
     if interaction.type is not discord.InteractionType.modal_submit or form is None:
         return False
     try:
         if form.staff_only and not await is_staff(interaction):
             await reply(interaction, STAFF_ONLY)
             return True
-        await form.submit(interaction, modal_values(data))
+        await form.submit(interaction, modal_values(data), arg)
     except Exception as e:
         await handle_error(interaction, e)
     return True

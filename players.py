@@ -57,6 +57,8 @@ def tracking_embed(cfg: GuildConfig) -> discord.Embed:
     embed.add_field(name="HF XP", value=f"{cfg.hf_attempt_xp:,} per attempt, +{cfg.hf_success_xp:,} "
                                         f"on success, at most {cfg.daily_hf_cap:,} XP a day", inline=False)
     embed.add_field(name="Level-up announcements", value=announce, inline=False)
+    embed.add_field(name="Staff roles", value=", ".join(f"<@&{r}>" for r in cfg.staff_roles)[:1024] or
+                    "none (staff: Manage Server or Administrator)", inline=False)
     embed.set_footer(text="Daily caps reset at each player's own midnight (/xp_set_timezone).")
     return embed
 

@@ -9,7 +9,8 @@ from discord import app_commands
 
 import rules
 from database import GuildConfig
-from interactions import (Form, Guarded, Refusal, begin, bot_of, db_of, guild_id_of, reply, staff_command)
+from interactions import (Form, Guarded, Refusal, begin, bot_of, db_of, guild_id_of, log_embed, manager_command,
+                          reply, shown, staff_command)
 from players import tracking_embed
 
 def setting_range(key: str):
@@ -21,6 +22,19 @@ CharPerRP, DailyRPCap, HFAttemptXP, HFSuccessXP, DailyHFCap = (
     setting_range(key) for key in ("char_per_rp", "daily_rp_cap", "hf_attempt_xp", "hf_success_xp", "daily_hf_cap"))
 
 
+async def settings_changed(interaction: discord.Interaction, text: str) -> None:
+    """Every settings change goes to the log channel, with who made it."""
+    await bot_of(interaction).post_log(guild_id_of(interaction), log_embed(
+        "Settings changed", text, f"by <@{interaction.user.id}>"))
+
+
+async def changed(interaction: discord.Interaction, text: str, *, really: bool = True) -> None:
+    """Answer a settings command and, when something changed, log it."""
+    await reply(interaction, text)
+    if really:
+        await settings_changed(interaction, text)
+
+
 # -- tracked channels ----------------------------------------------------------------------------
 
 async def change_tracking(interaction: discord.Interaction, kind: str, channel: discord.TextChannel,
@@ -28,15 +42,15 @@ async def change_tracking(interaction: discord.Interaction, kind: str, channel: 
     await begin(interaction)
     db = db_of(interaction)
     change = db.add_channel if add else db.remove_channel
-    _, changed = await change(guild_id_of(interaction), kind, channel.id, changed_by=interaction.user.id)
+    _, changed_ = await change(guild_id_of(interaction), kind, channel.id, changed_by=interaction.user.id)
     label = kind.upper()
     if add:
-        text = (f"{channel.mention} is now tracked for {label} XP (its threads too)." if changed
+        text = (f"{channel.mention} is now tracked for {label} XP (its threads too)." if changed_
                 else f"{channel.mention} was already tracked for {label} XP; nothing changed.")
     else:
-        text = (f"{channel.mention} is no longer tracked for {label} XP." if changed
+        text = (f"{channel.mention} is no longer tracked for {label} XP." if changed_
                 else f"{channel.mention} wasn't tracked for {label} XP; nothing changed.")
-    await reply(interaction, text)
+    await changed(interaction, text, really=changed_)
 
 
 @app_commands.command(name="xp_add_rp_channel", description="Staff: start RP XP tracking in a channel")
@@ -80,7 +94,7 @@ async def xp_remove_hf_channel(interaction: discord.Interaction, channel: discor
 async def xp_set_cap(interaction: discord.Interaction, amount: DailyRPCap):
     await begin(interaction)
     cfg = await db_of(interaction).set_rp_cap(guild_id_of(interaction), amount, changed_by=interaction.user.id)
-    await reply(interaction, f"Daily RP XP cap set to **{cfg.daily_rp_cap:,}**.")
+    await changed(interaction, f"Daily RP XP cap set to **{cfg.daily_rp_cap:,}**.")
 
 
 @app_commands.command(name="xp_set_rate", description="Staff: characters of writing per RP XP")
@@ -91,7 +105,7 @@ async def xp_set_rate(interaction: discord.Interaction, characters: CharPerRP):
     await begin(interaction)
     cfg = await db_of(interaction).set_rp_rate(guild_id_of(interaction), characters,
                                                changed_by=interaction.user.id)
-    await reply(interaction, f"RP XP rate set to **1 XP per {cfg.char_per_rp:,} characters**.")
+    await changed(interaction, f"RP XP rate set to **1 XP per {cfg.char_per_rp:,} characters**.")
 
 
 @app_commands.command(name="xp_config_hf", description="Staff: HF XP per attempt, extra on success, daily cap")
@@ -107,7 +121,7 @@ async def xp_config_hf(interaction: discord.Interaction,
     cfg = await db_of(interaction).set_hf(guild_id_of(interaction), attempt_xp=attempt_xp,
                                           success_xp=success_xp, daily_cap=daily_cap,
                                           changed_by=interaction.user.id)
-    await reply(interaction, f"HF XP: **{cfg.hf_attempt_xp:,}** per attempt, **+{cfg.hf_success_xp:,}** "
+    await changed(interaction, f"HF XP: **{cfg.hf_attempt_xp:,}** per attempt, **+{cfg.hf_success_xp:,}** "
                              f"on success, at most **{cfg.daily_hf_cap:,}** a day.")
 
 
@@ -127,7 +141,67 @@ async def xp_levelups(interaction: discord.Interaction, where: str, channel: dis
     await begin(interaction)
     cfg = await db_of(interaction).set_levelup(guild_id_of(interaction), where, channel.id if channel else None,
                                                changed_by=interaction.user.id)
-    await reply(interaction, f"Level-ups will be announced {announced_where(cfg)}.")
+    await changed(interaction, f"Level-ups will be announced {announced_where(cfg)}.")
+
+
+# -- staff roles and the log channel ---------------------------------------------------------------
+
+HOW_STAFF_SEE_COMMANDS = ("Staff commands stay hidden from members without Manage Server in Discord's menu: to "
+                          "show them to this role, open Server Settings → Integrations → XP Bot and allow the role "
+                          "there (per command or for all). The bot checks the role itself either way.")
+
+
+@app_commands.command(name="xp_add_staff_role", description="Manage Server: members with this role count as staff")
+@app_commands.describe(role="A role of this server")
+@app_commands.guild_only()
+@manager_command
+async def xp_add_staff_role(interaction: discord.Interaction, role: discord.Role):
+    await begin(interaction)
+    if role.is_default():
+        raise Refusal("@everyone can't be a staff role: everyone would be staff. Pick a role only staff hold.")
+    if role.guild.id != guild_id_of(interaction):
+        raise Refusal("Pick a role of this server.")
+    _, added = await db_of(interaction).add_staff_role(guild_id_of(interaction), role.id,
+                                                       changed_by=interaction.user.id)
+    text = (f"{role.mention} is now a staff role." if added else f"{role.mention} was already a staff role; nothing changed.")
+    await changed(interaction, f"{text}\n{HOW_STAFF_SEE_COMMANDS}", really=added)
+
+
+@app_commands.command(name="xp_remove_staff_role", description="Manage Server: this role no longer makes its members staff")
+@app_commands.describe(role="One of the staff roles")
+@app_commands.guild_only()
+@manager_command
+async def xp_remove_staff_role(interaction: discord.Interaction, role: discord.Role):
+    await begin(interaction)
+    _, removed = await db_of(interaction).remove_staff_role(guild_id_of(interaction), role.id,
+                                                            changed_by=interaction.user.id)
+    await changed(interaction, f"{role.mention} is no longer a staff role." if removed
+                  else f"{role.mention} wasn't a staff role; nothing changed.", really=removed)
+
+
+@app_commands.command(name="xp_log_channel", description="Staff: where the bot logs grants, requests and changes (none: off)")
+@app_commands.describe(channel="A text channel of this server; leave out to turn the log off")
+@app_commands.guild_only()
+@staff_command
+async def xp_log_channel(interaction: discord.Interaction, channel: discord.TextChannel | None = None):
+    await begin(interaction)
+    bot = bot_of(interaction)
+    guild_id = guild_id_of(interaction)
+    if channel is None:
+        await bot.post_log(guild_id, log_embed("Log turned off", f"by <@{interaction.user.id}>"))
+        await db_of(interaction).set_log_channel(guild_id, None, changed_by=interaction.user.id)
+        await reply(interaction, "The log is off: nothing will be posted.")
+        return
+    await db_of(interaction).set_log_channel(guild_id, channel.id, changed_by=interaction.user.id)
+    posted = await bot.post_log(guild_id, log_embed(
+        "Log channel", f"From now on grants, characters, requests, settings changes and quests are logged here "
+                       f"(set by <@{interaction.user.id}>)."))
+    if posted is None:
+        cfg = await db_of(interaction).get_config(guild_id)
+        raise Refusal(f"{channel.mention} is the log channel now, but I can't post there "
+                      f"({shown(cfg.log_failure or 'unknown error')}). Give me **View Channel**, **Send Messages** "
+                      "and **Embed Links** there, then run this again.")
+    await reply(interaction, f"The log goes to {channel.mention} from now on.")
 
 
 # -- the settings panel ------------------------------------------------------------------------------
@@ -145,6 +219,10 @@ async def show_panel(interaction: discord.Interaction, note: str | None = None) 
     cfg = await db_of(interaction).get_config(guild_id_of(interaction))
     embed = tracking_embed(cfg)
     embed.title = "XP settings"
+    embed.add_field(name="Log channel", value=f"<#{cfg.log_channel}>" if cfg.log_channel else "off", inline=False)
+    if cfg.log_failure:
+        embed.add_field(name="⚠️ The log channel isn't working", value=shown(cfg.log_failure)[:1000]
+                        + "\nFix the bot's permissions there or pick another with `/xp_log_channel`.", inline=False)
     embed.description = note
     if interaction.type is discord.InteractionType.component or (
             interaction.type is discord.InteractionType.modal_submit and interaction.message is not None):
@@ -189,12 +267,14 @@ class RPForm(SettingsForm, title="RP XP settings"):
     fields = {"char_per_rp": "rate", "daily_rp_cap": "cap"}
 
     @classmethod
-    async def submit(cls, interaction: discord.Interaction, values: dict[str, str]) -> None:
+    async def submit(cls, interaction: discord.Interaction, values: dict[str, str], arg: int | None) -> None:
         given = cls.read(values)
         db = db_of(interaction)
         await db.set_rp_rate(guild_id_of(interaction), given["char_per_rp"], changed_by=interaction.user.id)
         await db.set_rp_cap(guild_id_of(interaction), given["daily_rp_cap"], changed_by=interaction.user.id)
         await show_panel(interaction, "RP settings saved.")
+        await settings_changed(interaction, f"RP XP: 1 XP per {given['char_per_rp']:,} characters, "
+                                            f"at most {given['daily_rp_cap']:,} a day (settings panel).")
 
 
 class HFForm(SettingsForm, title="HF XP settings"):
@@ -202,12 +282,15 @@ class HFForm(SettingsForm, title="HF XP settings"):
     fields = {"hf_attempt_xp": "attempt", "hf_success_xp": "success", "daily_hf_cap": "cap"}
 
     @classmethod
-    async def submit(cls, interaction: discord.Interaction, values: dict[str, str]) -> None:
+    async def submit(cls, interaction: discord.Interaction, values: dict[str, str], arg: int | None) -> None:
         given = cls.read(values)
         await db_of(interaction).set_hf(
             guild_id_of(interaction), attempt_xp=given["hf_attempt_xp"], success_xp=given["hf_success_xp"],
             daily_cap=given["daily_hf_cap"], changed_by=interaction.user.id)
         await show_panel(interaction, "HF settings saved.")
+        await settings_changed(interaction, f"HF XP: {given['hf_attempt_xp']:,} per attempt, "
+                                            f"+{given['hf_success_xp']:,} on success, at most {given['daily_hf_cap']:,} "
+                                            "a day (settings panel).")
 
 
 class SettingsButton(Guarded, discord.ui.DynamicItem[discord.ui.Button], template=r"xp:set:(?P<what>rp|hf|lvl)"):
@@ -235,6 +318,7 @@ class SettingsButton(Guarded, discord.ui.DynamicItem[discord.ui.Button], templat
             await db.set_levelup(cfg.guild_id, mode, interaction.channel_id if mode == "channel" else None,
                                  changed_by=interaction.user.id)
             await show_panel(interaction, "Level-up announcements changed.")
+            await settings_changed(interaction, f"Level-up announcements: {rules.LEVELUP_MODES[mode]} (settings panel).")
 
 
 class ChannelPicker(Guarded, discord.ui.DynamicItem[discord.ui.ChannelSelect], template=r"xp:chan:(?P<kind>rp|hf)"):
@@ -261,6 +345,8 @@ class ChannelPicker(Guarded, discord.ui.DynamicItem[discord.ui.ChannelSelect], t
         await db_of(interaction).set_channels(guild_id, self.kind, [c.id for c in self.item.values],
                                               changed_by=interaction.user.id)
         await show_panel(interaction, f"{self.kind.upper()} channels saved.")
+        picked = ", ".join(f"<#{c.id}>" for c in self.item.values) or "none"
+        await settings_changed(interaction, f"{self.kind.upper()} channels: {picked} (settings panel).")
 
 
 def belongs_to(interaction: discord.Interaction, channel: discord.abc.Snowflake) -> bool:
@@ -287,6 +373,7 @@ async def xp_sync(interaction: discord.Interaction):
 
 
 COMMANDS = [xp_add_rp_channel, xp_remove_rp_channel, xp_add_hf_channel, xp_remove_hf_channel,
-            xp_set_cap, xp_set_rate, xp_config_hf, xp_levelups, xp_settings, xp_sync]
+            xp_set_cap, xp_set_rate, xp_config_hf, xp_levelups, xp_add_staff_role, xp_remove_staff_role,
+            xp_log_channel, xp_settings, xp_sync]
 COMPONENTS = [SettingsButton, ChannelPicker]
 FORMS = [RPForm, HFForm]

@@ -147,13 +147,27 @@ STAFF_OPTIONS = {
     "xp_config_hf": lambda w: {"attempt_xp": 2}, "xp_levelups": lambda w: {"where": "off"},
     "xp_settings": lambda w: {}, "xp_sync": lambda w: {}, "xp_export": lambda w: {},
     "xp_purge": lambda w: {"player": str(w.bob.id)},
+    "xp_log_channel": lambda w: {"channel": w.hf},
+    "xp_add_staff_role": lambda w: {"role": w.helpers}, "xp_remove_staff_role": lambda w: {"role": w.helpers},
 }
+MANAGERS_ONLY = {"xp_add_staff_role", "xp_remove_staff_role"}  # a staff role is not enough
 COMPONENTS = [("click", "xp:set:rp"), ("click", "xp:set:hf"), ("click", "xp:set:lvl"),
               ("select", "xp:chan:rp"), ("select", "xp:chan:hf")]
-WHO = ["member", "manage_server", "administrator", "guild_owner", "staff_of_another_guild"]
+WHO = ["member", "manage_server", "administrator", "guild_owner", "staff_of_another_guild", "staff_role",
+       "staff_role_just_removed"]
 
 
-def who(w, role: str):
+async def who(w, role: str):
+    w.helpers = w.fake.add_role(w.guild, "Helpers")  # a role that is no staff role
+    if role.startswith("staff_role"):
+        mods = w.fake.add_role(w.guild, "Game masters")
+        member = w.fake.add_member(w.guild, "gm", roles=[mods])
+        await w.fake.guild_create(w.guild)  # the bot learns the new roles
+        await w.db.add_staff_role(w.guild.id, mods.id)
+        if role == "staff_role_just_removed":
+            await w.db.remove_staff_role(w.guild.id, mods.id)
+        return member
+    await w.fake.guild_create(w.guild)
     if role == "guild_owner":
         return w.guild.members[w.guild.owner_id]
     if role == "staff_of_another_guild":
@@ -173,24 +187,27 @@ def test_the_matrix_names_every_staff_command():
 @pytest.mark.parametrize("role", WHO)
 async def test_access_matrix_over_every_staff_command_and_component(w, role):
     await w.db.create_character(w.guild.id, w.alice.id, "Luna")
-    user = who(w, role)
-    allowed = role in ("manage_server", "administrator", "guild_owner")
+    user = await who(w, role)
+    managers = role in ("manage_server", "administrator", "guild_owner")
+    staff = managers or role == "staff_role"
     panel = await w.run(w.mod, "xp_settings")
     w.fake._message_owner.pop(panel.id, None)  # a crafted interaction reaches what Discord would hide
     for name, options in STAFF_OPTIONS.items():
         before = await w.snapshot()
         reply = await w.run(user, name, options(w), strict=False)
-        refused = "Manage Server" in (reply.content or "")
+        refused = (reply.content or "").startswith("Only") and "can do that" in reply.content
+        allowed = managers if name in MANAGERS_ONLY else staff
         assert refused != allowed, (role, name, reply.content)
         if not allowed:
             assert reply.ephemeral and await w.snapshot() == before
+    allowed = staff
     for kind, custom_id in COMPONENTS:
         before = await w.snapshot()
         if kind == "click":
             answer = await w.fake.click(panel, custom_id, user)
         else:
             answer = await w.fake.select(panel, custom_id, [w.rp], user)
-        refused = answer.type == 4 and "Manage Server" in answer.content
+        refused = answer.type == 4 and answer.content.startswith("Only") and "can do that" in answer.content
         assert refused != allowed, (role, custom_id, answer)
         if not allowed:
             assert await w.snapshot() == before
