@@ -317,9 +317,21 @@ async def xp_help(interaction: discord.Interaction):
     for command in sorted(interaction.client.tree.get_commands(), key=lambda c: c.name):
         line = f"`/{command.name}` — {command.description}"
         (staff if command.default_permissions else players).append(line)
-    embed.add_field(name="Everyone", value="\n".join(players)[:1024], inline=False)
-    embed.add_field(name="Staff (Manage Server)", value="\n".join(staff)[:1024], inline=False)
+    for title, lines in (("Everyone", players), ("Staff (Manage Server, Administrator or a staff role)", staff)):
+        for i, chunk in enumerate(field_chunks(lines)):
+            embed.add_field(name=title if i == 0 else f"{title}, continued", value=chunk, inline=False)
     await reply(interaction, embed=embed)
+
+
+def field_chunks(lines: list[str], limit: int = 1024) -> list[str]:
+    """Lines joined into as few embed field values (at most `limit` characters) as they need."""
+    chunks: list[str] = []
+    for line in lines:
+        if chunks and len(chunks[-1]) + 1 + len(line) <= limit:
+            chunks[-1] += "\n" + line
+        else:
+            chunks.append(line[:limit])
+    return chunks
 
 
 COMMANDS = [xp, xp_create, xp_edit, xp_active, xp_list, xp_delete, xp_retire, xp_unretire, xp_set_timezone,
