@@ -1,18 +1,29 @@
 """Linux, macOS and Windows behaviour of `platforms.py`, exercised on the machine the tests run on.
 
+The Windows and macOS behaviours are not simulated by mocks of their results: a child process
+switches `platforms.CURRENT` to them, loses what the platform lacks (Windows: os.geteuid, pwd,
+chown, loop.add_signal_handler), starts a real embedded PostgreSQL, connects, and shuts down
+when a signal arrives the way that platform delivers it.
 """
 from __future__ import annotations
 
 import asyncio
 import os
+import select
+import shutil
 import signal
+import subprocess
 import sys
+import tempfile
+import time
+from pathlib import Path
 
 import pytest
 
 import platforms
 from platforms import LINUX, MACOS, OTHER_POSIX, WINDOWS
 
+ROOT = Path(__file__).resolve().parent.parent
 IS_ROOT = hasattr(os, "geteuid") and os.geteuid() == 0
 posix_only = pytest.mark.skipif(os.name != "posix", reason="runs the other platforms' code on a POSIX host")
 
@@ -96,3 +107,110 @@ async def test_on_posix_sigterm_and_sigint_reach_the_loop(sig):
         remove()
     assert received == [sig.name]
     assert signal.getsignal(sig) in (signal.SIG_DFL, signal.default_int_handler)
+
+
+# -- a real embedded server with each platform's behaviour --------------------------------
+
+CHILD = r"""
+import asyncio, os, sys
+sys.path.insert(0, sys.argv[3])
+which, data_dir = sys.argv[1], sys.argv[2]
+if which == "windows":  # take away what Windows lacks
+    for name in ("geteuid", "getegid", "getuid", "getgid", "chown", "lchown", "fchown"):
+        if hasattr(os, name):
+            delattr(os, name)
+    sys.modules["pwd"] = sys.modules["grp"] = None
+    import asyncio.unix_events
+    def add_signal_handler(self, *args, **kwargs):
+        raise NotImplementedError  # as ProactorEventLoop / SelectorEventLoop on Windows
+    asyncio.unix_events._UnixSelectorEventLoop.add_signal_handler = add_signal_handler
+import platforms
+platforms.CURRENT = getattr(platforms, which.upper())
+import asyncpg
+from local_postgres import LocalPostgres
+
+async def main():
+    server = LocalPostgres(data_dir)
+    url = await asyncio.to_thread(server.start)
+    con = await asyncpg.connect(url)
+    address = await con.fetchval("SELECT host(inet_server_addr())")  # NULL over a Unix socket
+    await con.close()
+    loop = asyncio.get_running_loop()
+    received, stop = [], asyncio.Event()
+    remove = platforms.current().install_shutdown_handlers(
+        loop, lambda name: (received.append(name), stop.set()))
+    print("READY", address, url, flush=True)
+    await asyncio.wait_for(stop.wait(), 120)
+    remove()
+    await asyncio.to_thread(server.stop)  # what bot.py does once closed
+    print("STOPPED", received[0], flush=True)
+
+asyncio.run(main())
+"""
+
+
+def unprivileged() -> list[str]:
+    """A prefix running a command as a normal user: as root, in a user namespace."""
+    if not IS_ROOT:
+        return []
+    prefix = ["unshare", "--user", "--map-user=65534", "--map-group=65534", "--"]
+    if not shutil.which("unshare") or subprocess.run([*prefix, "true"], capture_output=True).returncode:
+        pytest.skip("root without user namespaces: no way to run the server as a normal user here")
+    return prefix
+
+
+def read_line(process: subprocess.Popen, prefix: str, seconds: float, seen: list[str]) -> str:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([process.stdout], [], [], 0.2)
+        if ready:
+            line = process.stdout.readline()
+            if not line:
+                break
+            seen.append(line)
+            if line.startswith(prefix):
+                return line.strip()
+        elif process.poll() is not None:
+            break
+    process.kill()
+    raise AssertionError(f"no {prefix} line from the child:\n" + "".join(seen) + process.stdout.read())
+
+
+def live_postmaster(data_dir: Path) -> bool:
+    try:
+        pid = int((data_dir / "postmaster.pid").read_text().split()[0])
+        os.kill(pid, 0)
+    except (OSError, ValueError, IndexError):
+        return False
+    return True
+
+
+@posix_only
+@pytest.mark.parametrize("which, sig", [("windows", signal.SIGINT), ("macos", signal.SIGTERM),
+                                        ("macos", signal.SIGINT), ("linux", signal.SIGTERM)])
+def test_a_real_embedded_server_with_each_platforms_behaviour(which, sig):
+    work = Path(tempfile.mkdtemp(prefix="xpbot-platform-"))
+    data_dir = work / "x y" / "My Data"  # spaces, as in "C:\Users\Jo Doe\My Documents"
+    process = subprocess.Popen([*unprivileged(), sys.executable, "-c", CHILD, which, str(data_dir), str(ROOT)],
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    seen: list[str] = []
+    try:
+        _, address, url = read_line(process, "READY", 120, seen).split(" ", 2)
+        if which == "windows":  # TCP on 127.0.0.1 with the password file, no Unix socket
+            assert address == "127.0.0.1"
+            assert url.startswith("postgresql://postgres@127.0.0.1:") and "host=" not in url
+        else:                   # the Unix socket in the data folder, no TCP
+            assert address == "None"
+            assert url.startswith("postgresql://postgres@/postgres?host=")
+        assert "passfile=" in url and live_postmaster(data_dir)
+        os.kill(process.pid, sig)
+        assert read_line(process, "STOPPED", 90, seen) == f"STOPPED {sig.name}"
+        assert process.wait(30) == 0, "".join(seen)
+        assert not live_postmaster(data_dir), "the server outlived the shutdown"
+    finally:
+        if process.poll() is None:
+            process.kill()
+        if live_postmaster(data_dir):
+            os.kill(int((data_dir / "postmaster.pid").read_text().split()[0]), signal.SIGINT)
+            time.sleep(2)
+        shutil.rmtree(work, ignore_errors=True)
