@@ -446,3 +446,22 @@ class LocalPostgres:
         if self._own_socket_dir and self.socket_dir is not None:
             with contextlib.suppress(OSError):
                 self.socket_dir.rmdir()
+
+
+@contextlib.contextmanager
+def throwaway_server(prefix: str = "xpbot-pg-") -> Iterator[str]:
+    """A fresh server in a temporary folder for tests and benchmarks: yields its URL (maintenance
+    database `postgres`), then stops it and deletes the folder."""
+    work = Path(tempfile.mkdtemp(prefix=prefix))
+    # The data folder inside stays 0700; traversable in case the server runs as `nobody` (root
+    # without user namespaces).
+    if platforms.current().posix:
+        os.chmod(work, 0o711)
+    server = LocalPostgres(work / "data", throwaway=True)
+    try:
+        yield server.start()
+    finally:
+        try:
+            server.stop()
+        finally:
+            shutil.rmtree(work, ignore_errors=True)

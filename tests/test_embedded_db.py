@@ -21,7 +21,7 @@ import pytest
 
 import platforms
 from database import Database
-from local_postgres import PASSFILE, LocalPostgres, find_postgres_bin
+from local_postgres import PASSFILE, LocalPostgres, find_postgres_bin, throwaway_server
 
 ROOT = Path(__file__).resolve().parent.parent
 BOT = ROOT / "bot.py"
@@ -372,6 +372,36 @@ async def test_a_data_folder_too_deep_for_a_socket_gets_a_private_socket_folder(
             assert [c.name for c in await db.list_characters(G, PLAYER)] == ["Deep"]
     finally:
         server.stop()
+
+
+# -- throwaway servers for tests and benchmarks -------------------------------------------------
+
+async def test_throwaway_server_yields_a_url_and_leaves_nothing_behind():
+    with throwaway_server(prefix="xpbot-tt-") as url:
+        work = Path(query(url)["passfile"]).parent.parent
+        assert work.name.startswith("xpbot-tt-")
+        assert urlsplit(url).hostname == "127.0.0.1" and urlsplit(url).port  # tests may proxy it
+        con = await asyncpg.connect(url)
+        try:
+            await con.execute("CREATE DATABASE scratch")
+        finally:
+            await con.close()
+        con = await asyncpg.connect(with_database(url, "scratch"))
+        try:
+            assert await con.fetchval("SELECT current_database()") == "scratch"
+        finally:
+            await con.close()
+        pid = running_postmaster(work)
+        assert pid
+    wait_until_gone(pid, 5)
+    assert not work.exists()
+    with pytest.raises(OSError):
+        os.kill(pid, 0)
+
+    with pytest.raises(KeyError), throwaway_server() as url:  # a failing test body still cleans up
+        work = Path(query(url)["passfile"]).parent.parent
+        raise KeyError
+    assert not work.exists()
 
 
 # -- as root: a private home, `nobody`, and folders of older versions ---------------------------
