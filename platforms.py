@@ -124,8 +124,8 @@ class Platform:
     def install_shutdown_handlers(self, loop: asyncio.AbstractEventLoop,
                                   on_signal: Callable[[str], object]) -> Callable[[], None]:
         """Call `on_signal(name)` in `loop` when asked to stop: SIGTERM/SIGINT on POSIX
-        (Docker, Fly, systemd, Ctrl+C); Ctrl+C (SIGINT) and Ctrl+Break or closing the console
-        (SIGBREAK) on Windows, whose event loops lack add_signal_handler. Call from the main
+        (Docker, Fly, systemd, Ctrl+C); Ctrl+C (SIGINT) and Ctrl+Break (SIGBREAK) on Windows,
+        whose event loops lack add_signal_handler. Call from the main
         thread. Returns a function that removes the handlers again."""
         if self.posix:
             posix_signals = (signal.SIGTERM, signal.SIGINT)
