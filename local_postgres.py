@@ -340,7 +340,7 @@ class LocalPostgres:
         if self.port is None:  # a free TCP port, also for the socket's name: no clash anywhere
             self.port = self._free_port()
         if self.tcp:
-            where = f"listen_addresses = '127.0.0.1'\nunix_socket_directories = ''\n"
+            where = "listen_addresses = '127.0.0.1'\nunix_socket_directories = ''\n"
         else:
             self._choose_socket_dir()
             listed = '"' + str(self.socket_dir).replace('"', '""') + '"'

@@ -458,12 +458,16 @@ async def test_as_root_in_a_private_home_only_the_data_folder_is_new(private_hom
 @pytest.mark.parametrize("bindir", BINDIRS)
 def test_the_readmes_commands_work_as_root_in_a_private_home(private_home, bindir):
     home, checkout = private_home
-    tracked = subprocess.run(["git", "-C", str(ROOT), "ls-files", "--cached", "--others", "--exclude-standard"],
-                             capture_output=True, text=True, check=True).stdout.split()
-    for name in tracked:
-        if (ROOT / name).is_file():
-            (checkout / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(ROOT / name, checkout / name)
+    listed = subprocess.run(["git", "-C", str(ROOT), "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+                            capture_output=True, text=True)
+    if listed.returncode == 0:  # the files of this checkout, not .env or a data folder
+        for name in filter(None, listed.stdout.split("\0")):
+            if (ROOT / name).is_file():
+                (checkout / name).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(ROOT / name, checkout / name)
+    else:
+        shutil.copytree(ROOT, checkout, dirs_exist_ok=True, ignore=shutil.ignore_patterns(
+            ".git", ".env", ".xpbot-pgdata*", "__pycache__", ".pytest_cache"))
     before = {p: ownership(p) for p in (home, checkout)}
     env = {k: v for k, v in os.environ.items()
            if k not in ("DATABASE_URL", "TEST_DATABASE_URL", "XPBOT_DATA_DIR", "PG_BIN")}

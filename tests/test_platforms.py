@@ -111,7 +111,7 @@ async def test_on_posix_sigterm_and_sigint_reach_the_loop(sig):
 
 # -- a real embedded server with each platform's behaviour --------------------------------
 
-CHILD = r"""
+BECOME = r"""
 import asyncio, os, sys
 sys.path.insert(0, sys.argv[3])
 which, data_dir = sys.argv[1], sys.argv[2]
@@ -126,6 +126,9 @@ if which == "windows":  # take away what Windows lacks
     asyncio.unix_events._UnixSelectorEventLoop.add_signal_handler = add_signal_handler
 import platforms
 platforms.CURRENT = getattr(platforms, which.upper())
+"""
+
+CHILD = BECOME + r"""
 import asyncpg
 from local_postgres import LocalPostgres
 
@@ -214,3 +217,64 @@ def test_a_real_embedded_server_with_each_platforms_behaviour(which, sig):
             os.kill(int((data_dir / "postmaster.pid").read_text().split()[0]), signal.SIGINT)
             time.sleep(2)
         shutil.rmtree(work, ignore_errors=True)
+
+
+BOT_CHECK = BECOME + r"""
+import runpy
+sys.argv = [os.path.join(sys.argv[3], "bot.py"), "--check"]
+runpy.run_path(sys.argv[0], run_name="__main__")
+"""
+
+
+@posix_only
+@pytest.mark.parametrize("which", ["windows", "macos"])
+def test_bot_check_on_the_embedded_database_with_each_platforms_behaviour(which):
+    work = Path(tempfile.mkdtemp(prefix="xpbot-platform-"))
+    data_dir = work / "x y" / "bot data"
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "TEST_DATABASE_URL")}
+    env.update(DISCORD_BOT_TOKEN="dummy-token-for-tests", GUILD_ID="123456789012345678", ENV="dev",
+               XPBOT_DATA_DIR=str(data_dir))
+    try:
+        done = subprocess.run([*unprivileged(), sys.executable, "-c", BOT_CHECK, which, str(data_dir), str(ROOT)],
+                              capture_output=True, text=True, timeout=180, env=env, cwd=work)
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert "Configuration OK" in done.stdout
+        assert not live_postmaster(data_dir), "bot.py --check left the embedded server running"
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+WINDOWS_BOT = r"""
+import os, sys
+for name in ("geteuid", "getegid", "getuid", "getgid", "chown", "lchown", "fchown"):
+    if hasattr(os, name):
+        delattr(os, name)
+sys.modules["pwd"] = sys.modules["grp"] = None
+import asyncio.unix_events
+def add_signal_handler(self, *args, **kwargs):
+    raise NotImplementedError
+asyncio.unix_events._UnixSelectorEventLoop.add_signal_handler = add_signal_handler
+import platforms
+platforms.CURRENT = platforms.WINDOWS
+import runpy
+sys.argv[0] = os.path.join(ROOT, "bot.py")
+runpy.run_path(sys.argv[0], run_name="__main__")
+"""
+
+needs_wiring = pytest.mark.skipif("install_shutdown_handlers" not in (ROOT / "bot.py").read_text(encoding="utf-8"),
+                                  reason="bot.py does not take its shutdown signals from platforms.py yet")
+
+
+@posix_only
+@needs_wiring
+async def test_the_bot_shuts_down_cleanly_on_ctrl_c_with_windows_behaviour(fake_discord, database_url, tmp_path):
+    from fake_discord import bot_process
+    wrapper = tmp_path / "as_windows.py"
+    wrapper.write_text(f"ROOT = {str(ROOT)!r}\n" + WINDOWS_BOT)
+    env = {"DISCORD_BOT_TOKEN": "dummy-token-for-tests", "ENV": "prod", "DATABASE_URL": database_url,
+           "XPBOT_SPOOL": str(tmp_path / "spool.jsonl")}
+    async with bot_process(fake_discord, script=str(wrapper), env=env) as bot:
+        await bot.wait_for_output("is online")
+        assert await bot.stop(signal.SIGINT) == 0, bot.output
+    assert "SIGINT received: shutting down" in bot.output
+    assert "Traceback" not in bot.output
