@@ -206,18 +206,24 @@ class LocalPostgres:
                 _namespaces_work[key] = self._works(prefix=prefix)
             if _namespaces_work[key]:
                 self._prefix, self._owner = prefix, self.platform.ids()
+                # root's files' rights there, but not root's power over other users' folders
+                self._check_reachable(*self._owner, "in a user namespace as root's files' owner, without "
+                                      "root's rights over other users' folders")
                 return
         as_nobody = {"user": nobody[0], "group": nobody[1], "extra_groups": []}
         if not self._works(user=as_nobody):
             raise RuntimeError(f"PostgreSQL can't run as root, and `nobody` can't run {self.bindir} "
                                "(user namespaces are unavailable here): run the bot as a normal user, "
                                "or set DATABASE_URL.")
-        blocked = [p for p in self.data_dir.parents if p.exists() and not self.platform.can_traverse(p, *nobody)]
-        if blocked:
-            raise RuntimeError(f"PostgreSQL can't run as root, so it runs as `nobody` (no user namespaces "
-                               f"here), which can't reach {blocked[0]}: run the bot as a normal user, "
-                               "set XPBOT_DATA_DIR to a folder outside it, or set DATABASE_URL.")
+        self._check_reachable(*nobody, "as `nobody` (no user namespaces here)")
         self._user, self._owner = as_nobody, nobody
+
+    def _check_reachable(self, uid: int, gid: int, how: str) -> None:
+        blocked = [p for p in self.data_dir.parents if p.exists() and not self.platform.can_traverse(p, uid, gid)]
+        if blocked:
+            raise RuntimeError(f"PostgreSQL can't run as root, so it runs {how}, and can't reach "
+                               f"{blocked[-1]}: run the bot as a normal user (the folder's owner), set "
+                               "XPBOT_DATA_DIR to a folder outside it, or set DATABASE_URL.")
 
     # -- the server's state ---------------------------------------------------------------
 

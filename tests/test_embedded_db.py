@@ -484,6 +484,18 @@ def test_the_readmes_commands_work_as_root_in_a_private_home(private_home, bindi
 
 
 @needs_root
+def test_as_root_a_folder_private_to_another_user_gets_a_clear_error(data_root):
+    import pwd
+    nobody = pwd.getpwnam("nobody")
+    theirs = data_root / "someone-elses-home"
+    theirs.mkdir(mode=0o700)
+    os.chown(theirs, nobody.pw_uid, nobody.pw_gid)
+    with pytest.raises(RuntimeError, match="can't reach .*someone-elses-home"):
+        LocalPostgres(theirs / "pgdata").start()
+    assert not (theirs / "pgdata").exists() and theirs.stat().st_uid == nobody.pw_uid
+
+
+@needs_root
 @needs_system_bin
 async def test_as_root_without_user_namespaces_the_server_runs_as_nobody(data_root, monkeypatch):
     """macOS (or Linux with user namespaces off): only the data folder becomes nobody's."""
