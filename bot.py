@@ -11,7 +11,6 @@ import argparse
 import asyncio
 import logging
 import os
-import signal
 import sys
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,7 @@ import asyncpg
 import discord
 
 import extras
+import platforms
 import players
 import rules
 import staff
@@ -332,9 +332,11 @@ async def run(config: dict[str, Any], *, check: bool) -> int:
                     sync_commands=config["shard_ids"] is None or 0 in config["shard_ids"],
                     spool=config["spool"])
         loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, lambda s=sig: (log.info("%s received: shutting down", s.name),
-                                                         loop.create_task(bot.close())))
+
+        def on_signal(name: str) -> None:  # SIGTERM/SIGINT on POSIX; Ctrl+C/Ctrl+Break on Windows
+            log.info("%s received: shutting down", name)
+            loop.create_task(bot.close())
+        platforms.current().install_shutdown_handlers(loop, on_signal)
         try:
             async with bot:
                 await bot.start(config["token"])

@@ -50,6 +50,11 @@ def pgbench_tps(url: str, clients: int = 8, seconds: int = 5, rows: int = 100) -
            "PGUSER": parts.username or "postgres", "PGDATABASE": parts.path.lstrip("/")}
     if parts.password:
         env["PGPASSWORD"] = parts.password
+    from urllib.parse import parse_qs
+    query = parse_qs(parts.query)
+    for key, name in (("host", "PGHOST"), ("port", "PGPORT"), ("passfile", "PGPASSFILE")):
+        if query.get(key):
+            env[name] = query[key][-1]
     psql = exe.with_name("psql")
     setup = (f"DROP TABLE IF EXISTS bench_ceiling; CREATE TABLE bench_ceiling (id int PRIMARY KEY, xp bigint); "
              f"INSERT INTO bench_ceiling SELECT g, 0 FROM generate_series(1, {rows}) g;")

@@ -24,10 +24,22 @@ HOSTILE_TEXT = ["", " ", "\u200b", "x" * 4000, "🐺" * 120, "**bold** __u__ `co
 HOSTILE_INTS = [0, -1, -(2**31), 2**31, 2**53, 10**15, -(10**15)]
 
 
-def with_password(url: str) -> str:
+PASSWORD_ROLE = "xpbot_with_password"
+
+
+async def with_password(url: str) -> str:
+    """`url` for a login role with PASSWORD, created on the server (the query string is kept)."""
+    import asyncpg
+    con = await asyncpg.connect(url)
+    try:
+        await con.execute(f"DO $$ BEGIN CREATE ROLE {PASSWORD_ROLE} LOGIN SUPERUSER; "
+                          "EXCEPTION WHEN duplicate_object THEN NULL; END $$")
+        await con.execute(f"ALTER ROLE {PASSWORD_ROLE} PASSWORD '{PASSWORD}'")
+    finally:
+        await con.close()
     parts = urlsplit(url)
-    user = parts.username or "postgres"
-    return urlunsplit(parts._replace(netloc=f"{user}:{PASSWORD}@{parts.hostname}:{parts.port}"))
+    host = f"{parts.hostname}:{parts.port}" if parts.hostname else ""
+    return urlunsplit(parts._replace(netloc=f"{PASSWORD_ROLE}:{PASSWORD}@{host}"))
 
 
 async def test_startup_logs_the_three_lines_in_order_and_syncs_per_env(fake_discord, database_url, caplog):
@@ -106,7 +118,7 @@ def test_the_token_and_the_database_password_never_reach_the_output(database_url
 
 async def test_a_running_bot_logs_neither_secret(fake_discord, database_url, tmp_path):
     env = {"DISCORD_BOT_TOKEN": TOKEN, "ENV": "prod", "LOG_LEVEL": "DEBUG",
-           "DATABASE_URL": with_password(database_url), "XPBOT_SPOOL": str(tmp_path / "spool.jsonl")}
+           "DATABASE_URL": await with_password(database_url), "XPBOT_SPOOL": str(tmp_path / "spool.jsonl")}
     guild = fake_discord.add_guild("G")
     channel = fake_discord.add_channel(guild, "rp")
     member = fake_discord.add_member(guild, "m")
