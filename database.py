@@ -774,7 +774,7 @@ class Database:
         amount = clean_int(amount, "The amount", 1, REQUEST_AMOUNT_MAX)
         reason = clean_reason(reason)
         if not reason:
-            raise UserError("Say why in `reason` (1 to 300 characters).")
+            raise UserError("Say why in the reason (1 to 300 characters).")
         if len(reason) > REQUEST_REASON_MAX:
             raise UserError(f"The reason is {len(reason)} characters long; use at most {REQUEST_REASON_MAX}.")
         async with self.pool.acquire() as con, con.transaction():

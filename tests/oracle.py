@@ -1,4 +1,4 @@
-"""The oracle: SPEC's XP rules applied one event at a time, in plain Python.
+"""The oracle: the XP rules (docs/rules.md) applied one event at a time, in plain Python.
 
 Concurrent or batched runs against the database must end exactly where this model does.
 Used by the tests (tests/test_race.py, tests/test_scaleout.py) and the benchmarks (bench/,

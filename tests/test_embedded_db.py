@@ -105,12 +105,6 @@ async def test_starting_a_running_server_again_reuses_it(data_root):
 
 # -- the bot's embedded default (python bot.py without DATABASE_URL) -----------------------
 
-def bot_has_check() -> bool:
-    return BOT.exists() and "--check" in BOT.read_text(encoding="utf-8")
-
-
-needs_bot_check = pytest.mark.skipif(not bot_has_check(), reason="bot.py --check not written yet")
-
 
 def run_check(data_dir: Path, **env: str) -> subprocess.CompletedProcess:
     """`python bot.py --check` with a dummy token, the embedded data in `data_dir`."""
@@ -122,7 +116,6 @@ def run_check(data_dir: Path, **env: str) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=180)
 
 
-@needs_bot_check
 def test_check_without_database_url_starts_the_embedded_server_and_stops_it(data_root):
     data_dir = data_root / "botdata"
     done = run_check(data_dir)
@@ -132,7 +125,6 @@ def test_check_without_database_url_starts_the_embedded_server_and_stops_it(data
     assert running_postmaster(data_dir) is None, "the embedded server was left running"
 
 
-@needs_bot_check
 async def test_embedded_data_survives_a_restart_of_the_bot(data_root):
     data_dir = data_root / "botdata"
     assert run_check(data_dir).returncode == 0
@@ -151,7 +143,6 @@ async def test_embedded_data_survives_a_restart_of_the_bot(data_root):
     server.stop()
 
 
-@needs_bot_check
 def test_check_with_database_url_starts_no_embedded_server(data_root, database_url):
     data_dir = data_root / "never-created"
     done = run_check(data_dir, DATABASE_URL=database_url)
@@ -162,7 +153,6 @@ def test_check_with_database_url_starts_no_embedded_server(data_root, database_u
 START_EMBEDDED = "from local_postgres import LocalPostgres; print(LocalPostgres('.xpbot-pgdata').start())"
 
 
-@needs_bot_check
 def test_the_setup_guides_way_to_reach_the_embedded_server_works_and_the_bot_stops_it(data_root):
     assert START_EMBEDDED in (ROOT / "POSTGRES_SETUP.md").read_text(encoding="utf-8")
     snippet = START_EMBEDDED.replace("'.xpbot-pgdata'", repr(str(data_root / "botdata")))
@@ -454,7 +444,6 @@ async def test_as_root_in_a_private_home_only_the_data_folder_is_new(private_hom
 
 
 @needs_root
-@needs_bot_check
 @pytest.mark.parametrize("bindir", BINDIRS)
 def test_the_readmes_commands_work_as_root_in_a_private_home(private_home, bindir):
     home, checkout = private_home
