@@ -676,20 +676,6 @@ class Database:
             raise UserError("That player has nothing in this server: nothing was purged.")
         return dict(row)
 
-    async def known_players(self, guild_id: int, query: str, limit: int = AUTOCOMPLETE_LIMIT) -> list[asyncpg.Record]:
-        """Players of the guild (they may have left Discord's server) whose id or a character's
-        name holds `query`: user_id, characters, a few names."""
-        typed = searchable(query).strip().lower()[:NAME_MAX]
-        return await self.pool.fetch(
-            """SELECT u.user_id, count(c.id) AS characters,
-                      string_agg(c.name, ', ' ORDER BY c.id) FILTER (WHERE c.retired_at IS NULL) AS names
-                 FROM users u LEFT JOIN characters c USING (guild_id, user_id)
-                WHERE u.guild_id = $1
-                GROUP BY u.user_id
-               HAVING $2 = '' OR u.user_id::text LIKE $3 || '%'
-                      OR bool_or(lower(c.name) LIKE '%' || $4 || '%')
-                ORDER BY u.user_id LIMIT $5""", guild_id, typed, typed, _like_escape(typed), limit)
-
     # -- XP ----------------------------------------------------------------
 
     async def award_rp(self, guild_id: int, channel_ids: Sequence[int], user_id: int, length: int,

@@ -11,7 +11,7 @@ from discord import app_commands
 import migrate_to_postgres
 import rules
 from interactions import (COLOUR, CONFIRMATIONS, AnyCharacter, Confirmation, Guarded, HistoryCharacter, Refusal,
-                          begin, bot_of, confirm_view, db_of, guild_id_of, log_embed, reply, shown, snowflake,
+                          begin, bot_of, confirm_view, db_of, guild_id_of, log_embed, reply, shown,
                           staff_command)
 
 PAGE_SIZE = 10  # leaderboard lines per page
@@ -57,38 +57,13 @@ async def xp_history(interaction: discord.Interaction, character: HistoryCharact
 
 # -- purging a player ------------------------------------------------------------------------------
 
-def player_id(text: str) -> int:
-    """A player option: an autocomplete pick, a mention or a user id (they may have left)."""
-    digits = text.strip().removeprefix("<@").removeprefix("!").removesuffix(">")
-    found = snowflake(digits)
-    if found is None:
-        raise Refusal("Pick a player from the list, or give their user ID (Developer Mode → right-click → "
-                      "Copy User ID); nothing was purged.")
-    return found
-
-
-async def known_players(interaction: discord.Interaction, current: str) -> list[app_commands.Choice[str]]:
-    rows = await db_of(interaction).known_players(guild_id_of(interaction), current)
-    guild = interaction.guild
-    choices = []
-    for r in rows:
-        member = guild.get_member(r["user_id"]) if guild else None
-        who = member.display_name if member else f"user {r['user_id']} (not in the server)"
-        label = f"{who} · {r['characters']} character{'s' if r['characters'] != 1 else ''}"
-        if r["names"]:
-            label += f": {r['names']}"
-        choices.append(app_commands.Choice(name=label[:100], value=str(r["user_id"])))
-    return choices
-
-
 @app_commands.command(name="xp_purge", description="Staff: delete everything a player has in this server (asks to confirm)")
-@app_commands.describe(player="The player (pick from the list, or their user ID if they left)")
-@app_commands.autocomplete(player=known_players)
+@app_commands.describe(player="The player: a member, or the user ID of someone who left")
 @app_commands.guild_only()
 @staff_command
-async def xp_purge(interaction: discord.Interaction, player: str):
+async def xp_purge(interaction: discord.Interaction, player: discord.User):
     await begin(interaction)
-    user_id = player_id(player)
+    user_id = player.id
     summary = await db_of(interaction).player_summary(guild_id_of(interaction), user_id)
     if not summary["known"]:
         raise Refusal(f"<@{user_id}> has nothing in this server; nothing to purge.")

@@ -169,15 +169,13 @@ async def _xp(w, character_id: int, expected: int) -> bool:
 # -- purging ------------------------------------------------------------------------------------
 
 async def test_purge_counts_what_will_go_and_accepts_the_id_of_someone_who_left(w):
-    gone = w.fake.add_user("left-the-server")
+    gone = w.fake.add_user("left-the-server")  # not a member of the guild
     await w.db.create_character(w.guild.id, gone.id, "Ghost", starting_xp=300, created_by=w.mod.id)
     await w.db.create_character(w.guild.id, w.alice.id, "Luna")
-    offered = await w.fake.autocomplete(w.guild, w.rp, w.mod, "xp_purge", {"player": "gho"}, "player")
-    assert [c["value"] for c in offered.choices] == [str(gone.id)]
     prompt = await w.run(w.mod, "xp_purge", {"player": str(gone.id)})
     assert "1 character(s)" in prompt.content and "300 XP" in prompt.content and not prompt.pings
     assert "Nothing was purged" in (await w.fake.click(prompt, no(prompt), w.mod)).content
-    prompt = await w.run(w.mod, "xp_purge", {"player": f"<@{gone.id}>"})
+    prompt = await w.run(w.mod, "xp_purge", {"player": gone})
     done = await w.fake.click(prompt, yes(prompt), w.mod)
     assert "Purged" in done.content and "300 XP" in done.content
     assert await w.db.list_characters(w.guild.id, gone.id) == []
@@ -186,11 +184,9 @@ async def test_purge_counts_what_will_go_and_accepts_the_id_of_someone_who_left(
 
 async def test_purge_refusals_change_nothing(w):
     await w.db.create_character(w.guild.id, w.alice.id, "Luna")
-    await w.refused(w.mod, "xp_purge", {"player": "not a user"}, "user ID")
-    await w.refused(w.mod, "xp_purge", {"player": "99999999999999999999999"}, "user ID")
-    await w.refused(w.mod, "xp_purge", {"player": str(w.bob.id)}, "nothing to purge")
-    await w.refused(w.alice, "xp_purge", {"player": str(w.alice.id)}, "Manage Server")
-    prompt = await w.run(w.mod, "xp_purge", {"player": str(w.alice.id)})
+    await w.refused(w.mod, "xp_purge", {"player": w.bob}, "nothing to purge")
+    await w.refused(w.alice, "xp_purge", {"player": w.alice}, "Manage Server")
+    prompt = await w.run(w.mod, "xp_purge", {"player": w.alice})
     before = await w.snapshot()
     w.fake._message_owner.pop(prompt.id, None)
     assert "Only the member who asked" in (await w.fake.click(prompt, yes(prompt), w.admin)).content

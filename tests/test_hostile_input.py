@@ -146,7 +146,7 @@ STAFF_OPTIONS = {
     "xp_set_cap": lambda w: {"amount": 3}, "xp_set_rate": lambda w: {"characters": 100},
     "xp_config_hf": lambda w: {"attempt_xp": 2}, "xp_levelups": lambda w: {"where": "off"},
     "xp_settings": lambda w: {}, "xp_sync": lambda w: {}, "xp_export": lambda w: {},
-    "xp_purge": lambda w: {"player": str(w.bob.id)},
+    "xp_purge": lambda w: {"player": w.bob},
     "xp_log_channel": lambda w: {"channel": w.hf},
     "xp_add_staff_role": lambda w: {"role": w.helpers}, "xp_remove_staff_role": lambda w: {"role": w.helpers},
 }
