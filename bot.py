@@ -19,6 +19,7 @@ import asyncpg
 import discord
 
 import extras
+import level_roles
 import platforms
 import players
 import rules
@@ -34,7 +35,7 @@ log = logging.getLogger("xpbot")
 discord.VoiceClient.warn_nacl = discord.VoiceClient.warn_dave = False  # no voice: no warnings about it
 RP_MESSAGE_TYPES = (discord.MessageType.default, discord.MessageType.reply)
 PRUNE_EVERY = 3600  # seconds between clean-ups of counted message ids
-AREAS = (players, staff, extras, xp_requests)  # the command modules, each with COMMANDS and COMPONENTS
+AREAS = (players, staff, extras, xp_requests, level_roles)  # the command modules, each with COMMANDS and COMPONENTS
 FORMS = {form.custom_id_value: form for area in AREAS for form in getattr(area, "FORMS", ())}
 
 
@@ -65,6 +66,7 @@ class XPBot(discord.AutoShardedClient):
         self.tree = XPTree(self)
         self.queue = XPQueue(database, spool=spool, on_award=self.on_award)
         self.tracked = TrackedChannels(database)
+        self.level_roles = level_roles.LevelRoles(self)
         self._owners: frozenset[int] | None = None
         self._announced_online = False
         self._background: set[asyncio.Task] = set()
@@ -225,19 +227,39 @@ class XPBot(discord.AutoShardedClient):
         return message
 
     async def xp_changed(self, guild_id: int, here: int | None, award: Award) -> None:
-        """After any XP change (RP, HF, grant, request, quest): announce a level-up."""
+        """After any XP change (RP, HF, grant, request, quest): announce a level-up, follow
+        the member's level roles."""
         await self.announce_level_up(guild_id, here, award)
+        if award.level_before != award.level_after:
+            self.follow_level(guild_id, award.user_id)
+
+    def follow_level(self, guild_id: int, user_id: int) -> None:
+        """Bring the member's level roles in line, in the background (never delaying an award)."""
+        async def follow() -> None:
+            try:
+                await self.level_roles.member_changed(guild_id, user_id)
+            except Exception as e:
+                if is_unavailable(e):
+                    log.warning("Level roles of user %s in guild %s not updated: database unavailable",
+                                user_id, guild_id)
+                else:
+                    log.exception("Level roles of user %s in guild %s not updated", user_id, guild_id)
+        self._spawn(follow())
 
     async def character_changed(self, guild_id: int, user_id: int, what: str, character: Character, *,
                                 by: int, extra: str = "") -> None:
-        """A character was created, retired, restored or deleted (`what`): logged."""
+        """A character was created, retired, restored or deleted (`what`): logged, and the
+        player's level roles follow."""
+        self.follow_level(guild_id, user_id)
         by_line = f"by <@{by}>" if by != user_id else ""
         await self.post_log(guild_id, log_embed(
             f"Character {what}", f"**{shown(character.name)}** of <@{user_id}> · level {character.level} · "
                                  f"{character.xp:,} XP", extra, by_line))
 
     async def player_purged(self, guild_id: int, user_id: int, gone: dict[str, int], *, by: int) -> None:
-        """Everything of a player in a guild was deleted (`gone` counts it): logged."""
+        """Everything of a player in a guild was deleted (`gone` counts it): logged, and their
+        level roles taken."""
+        self.follow_level(guild_id, user_id)
         await self.post_log(guild_id, log_embed(
             "Player purged", f"<@{user_id}> ({user_id}): {gone['characters']} character(s) with {gone['xp']:,} XP, "
                              f"{gone['history']} history entries, {gone['pending_requests']} pending request(s)",

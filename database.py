@@ -18,11 +18,11 @@ from typing import Any, Callable, Iterable, Sequence
 
 import asyncpg
 
-from rules import (AUTOCOMPLETE_LIMIT, CHANNEL_KINDS, CHANNELS_MAX, DEFAULT_LEVELUP_MODE, DEFAULTS,
-                   GRANT_MAX, HISTORY_SOURCES, REQUEST_AMOUNT_MAX, REQUEST_REASON_MAX, REQUESTS_PENDING_MAX,
-                   STAFF_ROLES_MAX, STARTING_XP_MAX, clean_sheet_url, LEVELUP_MODES, UserError, clean_image_url, clean_int, clean_name,
-                   NAME_MAX, clean_reason, clean_setting, clean_timezone, close_match_lengths,
-                   close_matches, level_for, searchable)
+from rules import (AUTOCOMPLETE_LIMIT, CHANNEL_KINDS, CHANNELS_MAX, DEFAULT_LEVEL_ROLE_MODE, DEFAULT_LEVELUP_MODE,
+                   DEFAULTS, GRANT_MAX, HISTORY_SOURCES, LEVEL_ROLE_MODES, LEVELUP_MODES, MAX_LEVEL, NAME_MAX,
+                   REQUEST_AMOUNT_MAX, REQUEST_REASON_MAX, REQUESTS_PENDING_MAX, STAFF_ROLES_MAX, STARTING_XP_MAX,
+                   UserError, clean_image_url, clean_int, clean_name, clean_reason, clean_setting, clean_sheet_url,
+                   clean_timezone, close_match_lengths, close_matches, level_for, searchable)
 
 log = logging.getLogger("xpbot.database")
 
@@ -103,6 +103,7 @@ class GuildConfig:
     staff_roles: tuple[int, ...] = ()
     log_channel: int | None = None
     log_failure: str | None = None  # why the last post to the log channel failed
+    level_role_mode: str = DEFAULT_LEVEL_ROLE_MODE
 
     @classmethod
     def from_row(cls, row: asyncpg.Record) -> "GuildConfig":
@@ -110,6 +111,7 @@ class GuildConfig:
                    hf_channels=tuple(row["hf_channels"]), levelup_mode=row["levelup_mode"],
                    levelup_channel=row["levelup_channel"], staff_roles=tuple(row["staff_roles"]),
                    log_channel=row["log_channel"], log_failure=row["log_failure"],
+                   level_role_mode=row["level_role_mode"],
                    **{k: row[k] for k in DEFAULTS})
 
 
@@ -281,7 +283,7 @@ class Database:
     async def _set_config(self, guild_id: int, values: dict[str, Any],
                           changed_by: int | None) -> GuildConfig:
         # Column names come from constants only; values are parameters.
-        assert values and set(values) <= set(DEFAULTS) | {"levelup_mode", "levelup_channel"}
+        assert values and set(values) <= set(DEFAULTS) | {"levelup_mode", "levelup_channel", "level_role_mode"}
         cols = list(values)
         params = ", ".join(f"${i + 4}" for i in range(len(cols)))
         updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in cols)
@@ -851,6 +853,97 @@ class Database:
                 "SELECT count(*) FROM characters WHERE guild_id = $1 AND retired_at IS NULL", guild_id)
         return [Character.from_row(r) for r in rows], total
 
+    # -- level roles -------------------------------------------------------------------
+
+    async def level_roles(self, guild_id: int) -> dict[int, int]:
+        """{level: role id} of the guild."""
+        rows = await self.pool.fetch("SELECT level, role_id FROM level_roles WHERE guild_id = $1 ORDER BY level",
+                                     guild_id)
+        return {r["level"]: r["role_id"] for r in rows}
+
+    async def set_level_role(self, guild_id: int, level: int, role_id: int | None, *,
+                             changed_by: int | None = None) -> int | None:
+        """The role for reaching `level` (None removes it); returns the role it had before."""
+        level = clean_int(level, "The level", 1, MAX_LEVEL)
+        async with self.pool.acquire() as con, con.transaction():
+            before = await con.fetchval(
+                "SELECT role_id FROM level_roles WHERE guild_id = $1 AND level = $2 FOR UPDATE", guild_id, level)
+            if role_id is None:
+                await con.execute("DELETE FROM level_roles WHERE guild_id = $1 AND level = $2", guild_id, level)
+            else:
+                other = await con.fetchval(
+                    "SELECT level FROM level_roles WHERE guild_id = $1 AND role_id = $2 AND level <> $3",
+                    guild_id, role_id, level)
+                if other is not None:
+                    raise UserError(f"That role is already the role of level {other}; one role per level.")
+                await con.execute(
+                    """INSERT INTO level_roles (guild_id, level, role_id) VALUES ($1, $2, $3)
+                       ON CONFLICT (guild_id, level) DO UPDATE SET role_id = EXCLUDED.role_id""",
+                    guild_id, level, role_id)
+            if changed_by is not None and before != role_id:
+                await con.execute(
+                    """INSERT INTO settings_log (guild_id, changed_by, setting, old_value, new_value)
+                       VALUES ($1, $2, $3, to_jsonb($4::bigint), to_jsonb($5::bigint))""",
+                    guild_id, changed_by, f"level_role_{level}", before, role_id)
+        return before
+
+    async def set_level_role_mode(self, guild_id: int, mode: str, *, changed_by: int | None = None) -> GuildConfig:
+        if mode not in LEVEL_ROLE_MODES:
+            raise UserError(f"Level roles combine as one of: {', '.join(LEVEL_ROLE_MODES)}.")
+        return await self._set_config(guild_id, {"level_role_mode": mode}, changed_by)
+
+    async def player_level(self, guild_id: int, user_id: int) -> int | None:
+        """The player's level for level roles: the highest among their characters in play (None:
+        they have none)."""
+        xp = await self.pool.fetchval(
+            "SELECT max(xp) FROM characters WHERE guild_id = $1 AND user_id = $2 AND retired_at IS NULL",
+            guild_id, user_id)
+        return None if xp is None else level_for(xp)
+
+    async def claim_level_change(self, guild_id: int, user_id: int, level: int | None) -> bool:
+        """Record that the member's level roles now follow `level` (None: no character); True
+        only for the one caller that moved it, who then makes the role calls."""
+        if level is None:
+            status = await self.pool.execute(
+                "DELETE FROM level_role_members WHERE guild_id = $1 AND user_id = $2", guild_id, user_id)
+            return status != "DELETE 0"
+        row = await self.pool.fetchrow(
+            """INSERT INTO level_role_members AS m (guild_id, user_id, applied_level) VALUES ($1, $2, $3)
+               ON CONFLICT (guild_id, user_id) DO UPDATE SET applied_level = EXCLUDED.applied_level
+               WHERE m.applied_level IS DISTINCT FROM EXCLUDED.applied_level
+               RETURNING 1""", guild_id, user_id, level)
+        return row is not None
+
+    async def level_role_players(self, guild_id: int) -> list[asyncpg.Record]:
+        """Every player of the guild who has a character (retired too), with the XP of their
+        best character in play (NULL: none): what /xp_level_roles_sync reconciles."""
+        return await self.pool.fetch(
+            """SELECT user_id, max(xp) FILTER (WHERE retired_at IS NULL) AS xp FROM characters
+               WHERE guild_id = $1 GROUP BY user_id ORDER BY user_id""", guild_id)
+
+    async def set_applied_level(self, guild_id: int, user_id: int, level: int | None) -> None:
+        """What a sync applied, recorded without claiming."""
+        if level is None:
+            await self.pool.execute("DELETE FROM level_role_members WHERE guild_id = $1 AND user_id = $2",
+                                    guild_id, user_id)
+        else:
+            await self.pool.execute(
+                """INSERT INTO level_role_members (guild_id, user_id, applied_level) VALUES ($1, $2, $3)
+                   ON CONFLICT (guild_id, user_id) DO UPDATE SET applied_level = EXCLUDED.applied_level""",
+                guild_id, user_id, level)
+
+    async def report_level_role_failure(self, guild_id: int, role_id: int, cause: str) -> bool:
+        """Record that `role_id` failed for `cause`; True the first time (report it then)."""
+        row = await self.pool.fetchrow(
+            """INSERT INTO level_role_failures (guild_id, role_id, cause) VALUES ($1, $2, $3)
+               ON CONFLICT DO NOTHING RETURNING 1""", guild_id, role_id, cause)
+        return row is not None
+
+    async def level_role_succeeded(self, guild_id: int, role_ids: Iterable[int]) -> None:
+        """These roles were given or taken: their reported failures are healed."""
+        await self.pool.execute("DELETE FROM level_role_failures WHERE guild_id = $1 AND role_id = ANY($2)",
+                                guild_id, list(role_ids))
+
     async def prune_processed_messages(self, older_than: dt.timedelta = dt.timedelta(days=1),
                                        now: dt.datetime | None = None) -> int:
         """Forget counted message ids older than `older_than` (snowflakes carry their time)."""
@@ -869,14 +962,18 @@ class Database:
         """Make the guild's settings and these players equal to what is given, in one
         transaction, by COPY into temporary tables and set-based upserts.
 
-        `settings`: config columns to set (the rest keep their values); `users`: (user_id, timezone,
+        `settings`: config columns to set (the rest keep their values), and "level_roles"
+        ({level: role id}) to replace the guild's; `users`: (user_id, timezone,
         last_xp_reset, active character's name); `characters`: (user_id, order, name, xp,
         daily_xp, daily_hf, char_buffer, image_url, sheet_url, retired). A character in play is
         matched by name; a retired one by name and order among the player's retired ones of
         that name (names of retired characters may repeat).
         """
+        settings = dict(settings)
+        level_roles = settings.pop("level_roles", None)
         columns = list(settings)  # names from the caller's constants only; values are parameters
-        assert set(columns) <= {*CHANNEL_KINDS.values(), *DEFAULTS, "levelup_mode", "levelup_channel"}
+        assert set(columns) <= {*CHANNEL_KINDS.values(), *DEFAULTS, "levelup_mode", "levelup_channel",
+                                "staff_roles", "log_channel", "level_role_mode"}
         async with self.pool.acquire() as con, con.transaction():
             await con.execute(
                 f"""INSERT INTO config AS cfg (guild_id, {', '.join(columns)})
@@ -884,6 +981,10 @@ class Database:
                     ON CONFLICT (guild_id) DO UPDATE SET
                         {', '.join(f'{c} = EXCLUDED.{c}' for c in columns)}, updated_at = now()""",
                 guild_id, *(settings[c] for c in columns))
+            if level_roles is not None:
+                await con.execute("DELETE FROM level_roles WHERE guild_id = $1", guild_id)
+                await con.executemany("INSERT INTO level_roles (guild_id, level, role_id) VALUES ($1, $2, $3)",
+                                      [(guild_id, level, role) for level, role in level_roles.items()])
             await con.execute(
                 """CREATE TEMP TABLE mig_users (user_id bigint, timezone text, last_xp_reset date,
                                                 active text) ON COMMIT DROP;

@@ -46,7 +46,7 @@ OLD_DEFAULTS = {"char_per_rp": 240, "daily_rp_cap": 5, "hf_attempt_xp": 1, "hf_s
                 "daily_hf_cap": 5}
 OLDER_KEYS = {"rp_channels": "xp_channels", "char_per_rp": "char_per_xp", "daily_rp_cap": "daily_xp_cap"}
 # Keys the old bot never had (it ignores them): written by --export and /xp_export, read back here.
-EXTRA_KEYS = ("levelup_mode", "levelup_channel")
+EXTRA_KEYS = ("levelup_mode", "levelup_channel", "staff_roles", "log_channel", "level_role_mode", "level_roles")
 SETTING_KEYS = ("rp_channels", "hf_channels", *OLD_DEFAULTS)
 KNOWN_TOP = set(SETTING_KEYS) | set(OLDER_KEYS.values()) | set(EXTRA_KEYS)
 # Inside a player and a character, the extra keys (which the old bot ignores) are
@@ -173,6 +173,7 @@ def plan_migration(document: Any, progress: Any = None) -> Plan:
         low, high = rules.SETTINGS[key].low, rules.SETTINGS[key].high
         settings[key] = whole_number(document.get(source), source, notes, low=low, high=high, default=default)
     settings.update(levelup_settings(document, notes))
+    settings.update(guild_extras(document, notes))
     for key in OLDER_KEYS.values():
         newer = next(k for k, v in OLDER_KEYS.items() if v == key)
         if key in document and newer in document:
@@ -206,6 +207,35 @@ def levelup_settings(document: dict, notes: list[str]) -> dict[str, Any]:
         notes.append(f"levelup_mode: \"channel\" without a levelup_channel, set to {rules.DEFAULT_LEVELUP_MODE}")
         mode = rules.DEFAULT_LEVELUP_MODE
     return {"levelup_mode": mode, "levelup_channel": channels[0] if mode == "channel" else None}
+
+
+def guild_extras(document: dict, notes: list[str]) -> dict[str, Any]:
+    """Staff roles, log channel and level roles, when the file says (an export of ours)."""
+    out: dict[str, Any] = {}
+    if "staff_roles" in document:
+        out["staff_roles"] = channel_list(document["staff_roles"], "staff_roles", notes)[:rules.STAFF_ROLES_MAX]
+    if "log_channel" in document:
+        log_channel = document["log_channel"]
+        found = channel_list([log_channel], "log_channel", notes) if log_channel is not None else []
+        out["log_channel"] = found[0] if found else None
+    if "level_role_mode" in document:
+        mode = document["level_role_mode"]
+        if mode not in rules.LEVEL_ROLE_MODES:
+            notes.append(f"level_role_mode: {json.dumps(mode)[:40]} is not one of "
+                         f"{', '.join(rules.LEVEL_ROLE_MODES)}, set to {rules.DEFAULT_LEVEL_ROLE_MODE}")
+            mode = rules.DEFAULT_LEVEL_ROLE_MODE
+        out["level_role_mode"] = mode
+    if "level_roles" in document:
+        raw = document["level_roles"] if isinstance(document["level_roles"], dict) else {}
+        roles: dict[int, int] = {}
+        for level, role in raw.items():
+            ids = channel_list([role], f"level_roles {level}", notes)
+            if str(level).isdigit() and 1 <= int(level) <= rules.MAX_LEVEL and ids and ids[0] not in roles.values():
+                roles[int(level)] = ids[0]
+            else:
+                notes.append(f"level_roles: level {str(level)[:10]!r} → {json.dumps(role)[:30]} is not valid, dropped")
+        out["level_roles"] = roles
+    return out
 
 
 def plan_character(name: str, data: Any, where: str, notes: list[str]) -> CharacterRow:
@@ -422,7 +452,9 @@ async def export_document(database: Database, guild_id: int) -> dict[str, Any]:
     cfg = await database.get_config(guild_id)
     document: dict[str, Any] = {"rp_channels": list(cfg.rp_channels), "hf_channels": list(cfg.hf_channels)}
     document.update({key: getattr(cfg, key) for key in OLD_DEFAULTS})
-    document.update({key: getattr(cfg, key) for key in EXTRA_KEYS})
+    document.update({key: getattr(cfg, key) for key in EXTRA_KEYS if key != "level_roles"})
+    document["staff_roles"] = list(cfg.staff_roles)
+    document["level_roles"] = {str(level): role for level, role in (await database.level_roles(guild_id)).items()}
     for r in await database.export_players(guild_id):
         player = document.setdefault(str(r["user_id"]), {
             "active": None, "characters": {},
@@ -462,7 +494,10 @@ async def verify(database: Database, guild_id: int, plan: Plan) -> list[str]:
     problems = [f"{k}: file {want[k]:,}, database {got[k]:,}" for k in want if got[k] != want[k]]
     cfg = await database.get_config(guild_id)
     for key, value in plan.settings.items():
-        have = list(getattr(cfg, key)) if key.endswith("channels") else getattr(cfg, key)
+        if key == "level_roles":
+            have = await database.level_roles(guild_id)
+        else:
+            have = list(getattr(cfg, key)) if isinstance(getattr(cfg, key), tuple) else getattr(cfg, key)
         if have != value:
             problems.append(f"setting {key}: file {value}, database {have}")
     return problems

@@ -64,6 +64,21 @@ STAFF_ROLES_MAX = 25
 # Cooldowns: (uses, per seconds), per player or per guild as named.
 COOLDOWNS = {"xp_request": (5, 300), "xp_export": (1, 60), "xp_level_roles_sync": (1, 600)}
 
+# Level roles: how the roles of the levels a member reached combine. The first is the default.
+LEVEL_ROLE_MODES = {"stack": "every role up to the member's level",
+                    "replace": "only the role of the highest level reached"}
+DEFAULT_LEVEL_ROLE_MODE = next(iter(LEVEL_ROLE_MODES))
+
+
+def level_roles_for(level: int | None, roles: dict[int, int], mode: str) -> set[int]:
+    """The level roles a member of `level` (None: no character in play) should hold, given the
+    guild's {level: role id}."""
+    reached = [lvl for lvl in roles if level is not None and lvl <= level]
+    if not reached:
+        return set()
+    return {roles[lvl] for lvl in reached} if mode == "stack" else {roles[max(reached)]}
+
+
 # What an entry of a character's XP history came from (schema: xp_grants.source CHECK).
 HISTORY_SOURCES = {"grant": "grant", "start": "starting XP", "request": "approved request", "quest": "quest"}
 

@@ -335,4 +335,33 @@ CREATE TABLE IF NOT EXISTS xp_requests (
 CREATE INDEX IF NOT EXISTS xp_requests_pending_idx ON xp_requests (guild_id, created_at, id) WHERE status = 'pending';
 CREATE INDEX IF NOT EXISTS xp_requests_player_idx ON xp_requests (guild_id, user_id, created_at DESC);
 
-INSERT INTO schema_version (version) VALUES (1), (2), (3) ON CONFLICT DO NOTHING;
+-- Level roles (version 4): the role given for reaching a level, and how they combine
+-- (rules.LEVEL_ROLE_MODES: every role up to the level, or only the highest).
+ALTER TABLE config ADD COLUMN IF NOT EXISTS level_role_mode text NOT NULL DEFAULT 'stack'
+    CHECK (level_role_mode IN ('stack', 'replace'));
+CREATE TABLE IF NOT EXISTS level_roles (
+    guild_id bigint  NOT NULL,
+    level    integer NOT NULL CHECK (level BETWEEN 1 AND 20),
+    role_id  bigint  NOT NULL,
+    PRIMARY KEY (guild_id, level),
+    UNIQUE (guild_id, role_id)
+);
+-- The level whose roles a member was last given: a change is claimed by moving it, so
+-- one level change makes one set of role calls, whichever process or task sees it first.
+CREATE TABLE IF NOT EXISTS level_role_members (
+    guild_id      bigint  NOT NULL,
+    user_id       bigint  NOT NULL,
+    applied_level integer NOT NULL,
+    PRIMARY KEY (guild_id, user_id)
+);
+-- A level role the bot could not give or take, reported to staff once per role and cause
+-- until a change of that role succeeds again.
+CREATE TABLE IF NOT EXISTS level_role_failures (
+    guild_id    bigint NOT NULL,
+    role_id     bigint NOT NULL,
+    cause       text   NOT NULL,
+    reported_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (guild_id, role_id, cause)
+);
+
+INSERT INTO schema_version (version) VALUES (1), (2), (3), (4) ON CONFLICT DO NOTHING;

@@ -220,6 +220,10 @@ async def show_panel(interaction: discord.Interaction, note: str | None = None) 
     embed = tracking_embed(cfg)
     embed.title = "XP settings"
     embed.add_field(name="Log channel", value=f"<#{cfg.log_channel}>" if cfg.log_channel else "off", inline=False)
+    level_roles = await db_of(interaction).level_roles(cfg.guild_id)
+    embed.add_field(name=f"Level roles ({cfg.level_role_mode})",
+                    value=", ".join(f"{lvl}: <@&{role}>" for lvl, role in level_roles.items())[:1024] or
+                    "none (`/xp_level_role`)", inline=False)
     if cfg.log_failure:
         embed.add_field(name="⚠️ The log channel isn't working", value=shown(cfg.log_failure)[:1000]
                         + "\nFix the bot's permissions there or pick another with `/xp_log_channel`.", inline=False)
