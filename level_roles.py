@@ -213,7 +213,7 @@ async def xp_level_roles_sync(interaction: discord.Interaction):
     guild_id = guild_id_of(interaction)
     if not await bot.db.level_roles(guild_id):
         raise Refusal("This server has no level roles yet: set one with `/xp_level_role`.")
-    await reply(interaction, "Syncing level roles…")
+    await interaction.edit_original_response(content="Syncing level roles…")
 
     async def progress(done: int, total: int) -> None:
         try:
@@ -224,10 +224,7 @@ async def xp_level_roles_sync(interaction: discord.Interaction):
     text = (f"Level roles synced: {counts['members']:,} members checked, {counts['changes']:,} role changes made.")
     if counts["problems"]:
         text += f" {counts['problems']} role(s) could not be given; the log channel says why and how to fix it."
-    try:
-        await interaction.edit_original_response(content=text)
-    except discord.HTTPException:
-        await reply(interaction, text)
+    await interaction.edit_original_response(content=text)
 
 
 COMMANDS = [xp_level_role, xp_level_roles, xp_level_roles_sync]
