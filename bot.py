@@ -70,6 +70,7 @@ class XPBot(discord.AutoShardedClient):
         self._owners: frozenset[int] | None = None
         self._announced_online = False
         self._background: set[asyncio.Task] = set()
+        self._following: set[asyncio.Task] = set()  # level-role updates under way
         self._closing: asyncio.Future | None = None
         register_commands(self.tree)
 
@@ -142,6 +143,8 @@ class XPBot(discord.AutoShardedClient):
         await asyncio.shield(self._closing)
 
     async def _shut_down(self) -> None:
+        if self._following:  # role changes under way finish while Discord is still reachable
+            await asyncio.wait(self._following, timeout=5)
         await super().close()  # no new events from here on
         for task in self._background:
             task.cancel()
@@ -208,6 +211,8 @@ class XPBot(discord.AutoShardedClient):
         """Post to the guild's log channel, if it has one. A failure (channel gone, permission
         missing) never fails the action: it is recorded once (`/xp_settings` shows it) and
         logged once, until a post succeeds again."""
+        if self.is_closed():
+            return None  # shutting down: Discord is no longer reachable
         cfg = await self.db.get_config(guild_id)
         if cfg.log_channel is None:
             return None
@@ -220,6 +225,10 @@ class XPBot(discord.AutoShardedClient):
                    if isinstance(e, discord.HTTPException) else str(e))[:300]
             if await self.db.set_log_failure(guild_id, why):
                 log.warning("Log channel of guild %s: %s", guild_id, why)
+            return None
+        except RuntimeError:  # the HTTP session closed under it: shutting down
+            if not self.is_closed():
+                raise
             return None
         if cfg.log_failure is not None:
             await self.db.set_log_failure(guild_id, None)
@@ -235,6 +244,8 @@ class XPBot(discord.AutoShardedClient):
 
     def follow_level(self, guild_id: int, user_id: int) -> None:
         """Bring the member's level roles in line, in the background (never delaying an award)."""
+        if self.is_closed():
+            return  # shutting down: the next change or a sync brings the roles in line
         async def follow() -> None:
             try:
                 await self.level_roles.member_changed(guild_id, user_id)
@@ -244,7 +255,9 @@ class XPBot(discord.AutoShardedClient):
                                 user_id, guild_id)
                 else:
                     log.exception("Level roles of user %s in guild %s not updated", user_id, guild_id)
-        self._spawn(follow())
+        task = asyncio.get_running_loop().create_task(follow())
+        self._following.add(task)
+        task.add_done_callback(self._following.discard)
 
     async def character_changed(self, guild_id: int, user_id: int, what: str, character: Character, *,
                                 by: int, extra: str = "") -> None:
@@ -266,7 +279,7 @@ class XPBot(discord.AutoShardedClient):
             f"by <@{by}>"))
 
     async def announce_level_up(self, guild_id: int, here: int | None, award: Award) -> None:
-        if not award.leveled_up:
+        if not award.leveled_up or self.is_closed():  # closed: awards kept at shutdown are still saved
             return
         cfg = await self.db.get_config(guild_id)
         target = here if cfg.levelup_mode == "message" else cfg.levelup_channel
@@ -277,6 +290,9 @@ class XPBot(discord.AutoShardedClient):
             await self.get_partial_messageable(target, guild_id=guild_id).send(text, allowed_mentions=NO_PINGS)
         except discord.HTTPException as e:
             log.warning("Level-up announcement in channel %s failed: %s", target, e)
+        except RuntimeError:  # the HTTP session closed under it: shutting down
+            if not self.is_closed():
+                raise
 
 
 # -- running it ----------------------------------------------------------------------------------------
