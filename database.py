@@ -939,6 +939,11 @@ class Database:
                ON CONFLICT DO NOTHING RETURNING 1""", guild_id, role_id, cause)
         return row is not None
 
+    async def level_role_failures(self, guild_id: int) -> list[asyncpg.Record]:
+        """The level roles the bot could not give or take, and why (until a change succeeds)."""
+        return await self.pool.fetch(
+            "SELECT role_id, cause FROM level_role_failures WHERE guild_id = $1 ORDER BY reported_at", guild_id)
+
     async def level_role_succeeded(self, guild_id: int, role_ids: Iterable[int]) -> None:
         """These roles were given or taken: their reported failures are healed."""
         await self.pool.execute("DELETE FROM level_role_failures WHERE guild_id = $1 AND role_id = ANY($2)",

@@ -11,6 +11,7 @@ import rules
 from database import GuildConfig
 from interactions import (Form, Guarded, Refusal, begin, bot_of, db_of, guild_id_of, log_embed, manager_command,
                           reply, shown, staff_command)
+from level_roles import FIXES
 from players import tracking_embed
 
 def setting_range(key: str):
@@ -224,6 +225,10 @@ async def show_panel(interaction: discord.Interaction, note: str | None = None) 
     embed.add_field(name=f"Level roles ({cfg.level_role_mode})",
                     value=", ".join(f"{lvl}: <@&{role}>" for lvl, role in level_roles.items())[:1024] or
                     "none (`/xp_level_role`)", inline=False)
+    failures = await db_of(interaction).level_role_failures(cfg.guild_id)
+    if failures:
+        embed.add_field(name="⚠️ Level roles I can't give", inline=False, value="\n".join(
+            f"<@&{f['role_id']}>: {FIXES[f['cause']]}" for f in failures)[:1024])
     if cfg.log_failure:
         embed.add_field(name="⚠️ The log channel isn't working", value=shown(cfg.log_failure)[:1000]
                         + "\nFix the bot's permissions there or pick another with `/xp_log_channel`.", inline=False)

@@ -132,6 +132,8 @@ async def test_a_role_the_bot_cannot_give_is_reported_once_and_heals(w):
     await asyncio.sleep(0.3)
     reports = [p for p in w.fake.posts(log) if "Level role not applied" in p.text()]
     assert len(reports) == 1 and "Manage Roles" in reports[0].text() and not reports[0].pings
+    panel = await w.run(w.mod, "xp_settings")
+    assert any("can't give" in f["name"] and "Manage Roles" in f["value"] for f in panel.embeds[0]["fields"])
     await roles_world(w)  # Manage Roles given back
     await w.run(w.mod, "xp_grant", {"character": "Luna", "amount": 600})  # level 3: a new change
     await eventually(lambda: holds(w, w.alice, roles[2]), "healed")
