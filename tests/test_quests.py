@@ -418,6 +418,24 @@ async def test_quests_are_listed_a_page_at_a_time_newest_first(db):
     assert await db.list_quests(G + 1, completed=False) == ([], 0, 0)
 
 
+async def test_a_page_of_quests_is_one_query(db, monkeypatch):
+    for i in range(15):
+        made = await quest(db, f"Q{i:02}")
+        await db.add_quest_monster(G, made["id"], "1", 1, added_by=MOD)
+        await db.add_quest_dm(G, made["id"], DM, added_by=MOD)
+    queries = []
+
+    class CountingPool:
+        def __getattr__(self, name):
+            queries.append(name)
+            return getattr(pool, name)
+    pool = db.pool
+    monkeypatch.setattr(db, "pool", CountingPool())
+    page, total, _ = await db.list_quests(G, completed=False, per_page=10)
+    assert (len(page), total, queries) == (10, 15, ["fetch"])
+    assert all(q["dm_ids"] == [MOD, DM] and q["monsters_xp"] == 200 for q in page)
+
+
 async def test_applying_the_schema_again_keeps_every_quest(db):
     made, _ = await party(db, (ALICE, "Luna", 0))
     before = await db.quest_details(G, made["id"])
