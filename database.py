@@ -1227,8 +1227,9 @@ class Database:
             awards = []
             for pc in pcs:
                 if share > 0:
-                    awards.append(await self.grant_xp(guild_id, pc["id"], share, by, f'Quest #{quest_id}: {quest["name"]}',
-                                                      source="quest", ref_id=quest_id, con=con))
+                    awards.append(await self.grant_xp(guild_id, pc["id"], share, by,
+                                                      f'Quest #{quest_id}: {quest["name"]}', source="quest",
+                                                      ref_id=quest_id, con=con))
                 else:
                     awards.append(Award("unchanged", pc["id"], pc["name"], pc["user_id"], 0, pc["xp"], pc["xp"]))
             await con.execute(

@@ -78,34 +78,26 @@ def test_anything_else_is_not_a_challenge_rating(typed):
         rules.clean_cr(typed)
 
 
-async def schema_accepts(db, sql: str, *args) -> bool:
-    try:
-        async with db.pool.acquire() as con, con.transaction():
-            await con.execute(sql, *args)
-            raise _Rollback
-    except _Rollback:
-        return True
-    except asyncpg.CheckViolationError:
-        return False
-
-
-class _Rollback(Exception):
-    pass
-
-
-async def test_level_and_count_limits_in_rules_are_the_schemas_checks(db):
+async def test_level_count_and_name_limits_in_rules_are_the_schemas_checks(db):
     made = await quest(db)
     insert_quest = ("INSERT INTO quests (guild_id, name, min_level, max_level, created_by) "
-                    "VALUES (1, 'q', $1, $2, 1)")
-    assert await schema_accepts(db, insert_quest, rules.QUEST_LEVEL_MIN, rules.QUEST_LEVEL_MAX)
-    assert not await schema_accepts(db, insert_quest, rules.QUEST_LEVEL_MIN - 1, 5)
-    assert not await schema_accepts(db, insert_quest, 5, rules.QUEST_LEVEL_MAX + 1)
-    assert not await schema_accepts(db, insert_quest, 6, 5)
+                    "VALUES (1, $3, $1, $2, 1)")
     insert_monster = "INSERT INTO quest_monsters (quest_id, cr, xp_each, count, added_by) VALUES ($1, '1', 200, $2, 1)"
-    assert await schema_accepts(db, insert_monster, made["id"], rules.MONSTER_COUNT_MAX)
-    assert not await schema_accepts(db, insert_monster, made["id"], rules.MONSTER_COUNT_MAX + 1)
-    assert not await schema_accepts(db, insert_monster, made["id"], 0)
-    assert not await schema_accepts(db, insert_quest.replace("'q'", "$3"), 1, 2, "x" * (rules.NAME_MAX + 1))
+    await db.pool.execute(insert_quest, rules.QUEST_LEVEL_MIN, rules.QUEST_LEVEL_MAX, "x" * rules.NAME_MAX)
+    await db.pool.execute(insert_monster, made["id"], rules.MONSTER_COUNT_MAX)
+    for sql, args in ((insert_quest, (rules.QUEST_LEVEL_MIN - 1, 5, "a")),
+                      (insert_quest, (5, rules.QUEST_LEVEL_MAX + 1, "b")),
+                      (insert_quest, (6, 5, "c")), (insert_quest, (1, 2, "y" * (rules.NAME_MAX + 1))),
+                      (insert_monster, (made["id"], rules.MONSTER_COUNT_MAX + 1)), (insert_monster, (made["id"], 0))):
+        with pytest.raises(asyncpg.CheckViolationError):
+            await db.pool.execute(sql, *args)
+    insert_status = ("INSERT INTO quests (guild_id, name, min_level, max_level, created_by, status, ended_by, ended_at) "
+                     "VALUES (1, $1, 1, 1, 1, $1, $2, $3)")
+    for status in rules.QUEST_STATUSES:
+        ended = (None, None) if status == "active" else (1, dt.datetime.now(dt.timezone.utc))
+        await db.pool.execute(insert_status, status, *ended)
+    with pytest.raises(asyncpg.CheckViolationError):
+        await db.pool.execute(insert_status, "abandoned", 1, dt.datetime.now(dt.timezone.utc))
 
 
 # -- starting a quest ----------------------------------------------------------------------------
