@@ -1236,8 +1236,8 @@ class Database:
                 """UPDATE quest_pcs p SET character_name = a.name, xp_before = a.xp_before, xp_after = a.xp_after
                    FROM unnest($2::bigint[], $3::text[], $4::bigint[], $5::bigint[]) AS a(id, name, xp_before, xp_after)
                    WHERE p.quest_id = $1 AND p.character_id = a.id""",
-                quest_id, *map(list, zip(*((a.character_id, a.name, a.xp_before, a.xp_after) for a in awards)))
-                if awards else ([], [], [], []))
+                quest_id, [a.character_id for a in awards], [a.name for a in awards],
+                [a.xp_before for a in awards], [a.xp_after for a in awards])
             quest = await con.fetchrow(
                 f"UPDATE quests q SET xp_per_pc = $2 WHERE q.id = $1 RETURNING {self._QUEST}", quest_id, share)
         return quest, awards, False

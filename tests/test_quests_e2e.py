@@ -10,6 +10,7 @@ import logging
 import pytest
 
 import quests
+import rules
 from bot import XPBot
 from database import Database
 from fake_discord import run_client
@@ -144,6 +145,31 @@ async def test_cancel_ends_nothing(w):
     cancel = next(c for c in prompt.components if c.startswith("xp:qend:no:"))
     assert "Nothing was ended" in (await w.fake.click(prompt, cancel, w.gm)).content
     assert await everything(w) == before
+
+
+async def test_the_largest_quest_fits_in_discords_limits(w):
+    """10 DMs, 50 PCs and 50 monster entries, every name 100 characters of markdown: the
+    prompt, the summary, the log post, /quest_info and /quest_list all fit."""
+    log = w.fake.add_channel(w.guild, "xp-log")
+    await w.db.set_log_channel(w.guild.id, log.id)
+    name = "*_`" * 33 + "Q"
+    quest = await w.db.create_quest(w.guild.id, name, 1, 20, created_by=w.mod.id, quest_type="~|" * 50)
+    for i in range(1, rules.QUEST_DMS_MAX):
+        await w.db.add_quest_dm(w.guild.id, quest["id"], 10**17 + i, added_by=w.mod.id)
+    for i in range(rules.QUEST_PCS_MAX):
+        made = await w.db.create_character(w.guild.id, 10**17 + i, f"{i:02}" + "_" * 98)
+        await w.db.add_quest_pc(w.guild.id, quest["id"], made.id, added_by=w.mod.id)
+    for i in range(rules.QUEST_MONSTERS_MAX):
+        await w.db.add_quest_monster(w.guild.id, quest["id"], "30", 1, f"{i:02}" + "*" * 98, added_by=w.mod.id)
+    info = await w.run(w.alice, "quest_info", {"quest": f"#{quest['id']}"})
+    assert "… and" in info.text() and "PCs (50)" in info.text()
+    prompt = await w.run(w.mod, "quest_end", {"quest": f"#{quest['id']}"})
+    summary = await answer_to(await w.fake.click(prompt, yes(prompt), w.mod))
+    assert "Quest completed" in summary.text() and "Per PC\n155,000 XP" in summary.text()
+    assert "Quest completed" in (await w.fake.wait_for_posts(1, log))[-1].text()
+    listed = await w.run(w.alice, "quest_list", {"completed": True})
+    assert "155,000 XP each" in listed.text()
+    assert w.fake.rejected == []
 
 
 # -- exactly once ----------------------------------------------------------------------------------
