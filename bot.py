@@ -22,6 +22,7 @@ import extras
 import level_roles
 import platforms
 import players
+import quests
 import rules
 import staff
 import xp_requests
@@ -35,7 +36,7 @@ log = logging.getLogger("xpbot")
 discord.VoiceClient.warn_nacl = discord.VoiceClient.warn_dave = False  # no voice: no warnings about it
 RP_MESSAGE_TYPES = (discord.MessageType.default, discord.MessageType.reply)
 PRUNE_EVERY = 3600  # seconds between clean-ups of counted message ids
-AREAS = (players, staff, extras, xp_requests, level_roles)  # the command modules, each with COMMANDS and COMPONENTS
+AREAS = (players, staff, extras, xp_requests, level_roles, quests)  # the command modules, each with COMMANDS and COMPONENTS
 FORMS = {form.custom_id_value: form for area in AREAS for form in getattr(area, "FORMS", ())}
 
 

@@ -23,6 +23,8 @@ from rules import (AUTOCOMPLETE_LIMIT, CHANNEL_KINDS, CHANNELS_MAX, DEFAULT_LEVE
                    REQUEST_AMOUNT_MAX, REQUEST_REASON_MAX, REQUESTS_PENDING_MAX, STAFF_ROLES_MAX, STARTING_XP_MAX,
                    UserError, clean_image_url, clean_int, clean_name, clean_reason, clean_setting, clean_sheet_url,
                    clean_timezone, close_match_lengths, close_matches, level_for, searchable)
+from rules import (CR_XP, MONSTER_COUNT_MAX, QUEST_DMS_MAX, QUEST_MONSTERS_MAX, QUEST_PCS_MAX, QUEST_XP_MAX,
+                   clean_bracket, clean_cr, parse_date, quest_share)
 
 log = logging.getLogger("xpbot.database")
 
@@ -1063,3 +1065,285 @@ class Database:
                       c.retired_at
                  FROM users u LEFT JOIN characters c USING (guild_id, user_id)
                 WHERE u.guild_id = $1 ORDER BY u.user_id, c.id""", guild_id)
+
+    # -- quests --------------------------------------------------------------------------------
+    # A quest is changed only while it is active, under a lock on its row (_lock_active_quest),
+    # so ending it (one UPDATE ... WHERE status = 'active') and every change exclude each other.
+
+    # The quest's columns and its DMs (in the order they were added).
+    _QUEST = """q.*, ARRAY(SELECT d.user_id FROM quest_dms d WHERE d.quest_id = q.id
+                           ORDER BY d.added_at, d.user_id) AS dm_ids"""
+    _QUEST_XP = "(SELECT COALESCE(sum(m.xp_each::bigint * m.count), 0) FROM quest_monsters m WHERE m.quest_id = q.id)"
+
+    @staticmethod
+    def _quest_date(value: dt.date | str | None, what: str) -> dt.date | None:
+        return parse_date(value, what) if isinstance(value, str) or value is None else value
+
+    async def create_quest(self, guild_id: int, name: str, min_level: int, max_level: int, *, created_by: int,
+                           dm_id: int | None = None, quest_type: str | None = None,
+                           start_date: dt.date | str | None = None) -> asyncpg.Record:
+        """Start a quest with its first DM (`dm_id`, by default its creator). The name is unique
+        among the guild's active quests, ignoring case (a unique index: the database's job)."""
+        name = clean_name(name, "A quest name")
+        quest_type = clean_name(quest_type, "A quest type") if quest_type and quest_type.strip() else None
+        min_level, max_level = clean_bracket(min_level, max_level)
+        start_date = self._quest_date(start_date, "start_date")
+        async with self.pool.acquire() as con, con.transaction():
+            try:
+                quest_id = await con.fetchval(
+                    """INSERT INTO quests (guild_id, name, quest_type, min_level, max_level, start_date, created_by)
+                       VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id""",
+                    guild_id, name, quest_type, min_level, max_level, start_date, created_by)
+            except asyncpg.UniqueViolationError:
+                raise UserError(f'There is already an active quest called "{name}" (names ignore letter case). '
+                                "Pick another name, or end that quest first.") from None
+            await con.execute("INSERT INTO quest_dms (quest_id, user_id, added_by) VALUES ($1, $2, $3)",
+                              quest_id, created_by if dm_id is None else dm_id, created_by)
+            return await self.get_quest(guild_id, quest_id, con=con)
+
+    async def get_quest(self, guild_id: int, quest_id: int, *,
+                        con: asyncpg.Connection | None = None) -> asyncpg.Record | None:
+        """The quest (with `dm_ids`), or None when the guild has no quest with that id."""
+        return await (con or self.pool).fetchrow(
+            f"SELECT {self._QUEST} FROM quests q WHERE q.guild_id = $1 AND q.id = $2", guild_id, quest_id)
+
+    async def find_quest(self, guild_id: int, query: str) -> asyncpg.Record:
+        """The quest a user meant by name (ignoring case; else the one close misspelling): an
+        active one first, else the one that ended last."""
+        text = searchable(query).strip()
+        if not text:
+            raise UserError("Give the name of a quest (start typing to see the choices).")
+        order = "ORDER BY q.status = 'active' DESC, q.ended_at DESC NULLS FIRST, q.id DESC"
+        row = await self.pool.fetchrow(
+            f"SELECT {self._QUEST} FROM quests q WHERE q.guild_id = $1 AND lower(q.name) = lower($2) {order} LIMIT 1",
+            guild_id, text)
+        if row is None and len(text) <= NAME_MAX:
+            names = await self.pool.fetch(
+                "SELECT DISTINCT ON (lower(q.name)) q.name FROM quests q WHERE q.guild_id = $1 "
+                "ORDER BY lower(q.name), q.status = 'active' DESC, q.id DESC LIMIT 1000", guild_id)
+            close = close_matches(text, [r["name"].casefold() for r in names])
+            if len(close) == 1:
+                row = await self.pool.fetchrow(
+                    f"SELECT {self._QUEST} FROM quests q WHERE q.guild_id = $1 AND lower(q.name) = lower($2) "
+                    f"{order} LIMIT 1", guild_id, next(r["name"] for r in names if r["name"].casefold() == close[0]))
+        if row is None:
+            raise UserError(f'No quest called "{text[:NAME_MAX]}" in this server. Check the spelling or pick one '
+                            "from the list.")
+        return row
+
+    async def quest_choices(self, guild_id: int, query: str, *, active_only: bool,
+                            limit: int = AUTOCOMPLETE_LIMIT) -> list[asyncpg.Record]:
+        """Autocomplete: active quests (and, unless `active_only`, completed ones, latest first)
+        whose name starts with, then contains, what was typed."""
+        typed = searchable(query).strip().lower()[:NAME_MAX]
+        return await self.pool.fetch(
+            """SELECT q.id, q.name, q.status, q.min_level, q.max_level, q.ended_at FROM quests q
+               WHERE q.guild_id = $1 AND (q.status = 'active' OR NOT $4) AND lower(q.name) LIKE '%' || $2 || '%'
+               ORDER BY q.status = 'active' DESC, NOT starts_with(lower(q.name), $3), q.ended_at DESC NULLS FIRST,
+                        lower(q.name), q.id
+               LIMIT $5""", guild_id, _like_escape(typed), typed, active_only, limit)
+
+    async def quest_types(self, guild_id: int, query: str, limit: int = AUTOCOMPLETE_LIMIT) -> list[str]:
+        """The guild's earlier quest types containing what was typed (each once, ignoring case)."""
+        typed = searchable(query).strip().lower()[:NAME_MAX]
+        rows = await self.pool.fetch(
+            """SELECT min(quest_type) AS quest_type FROM quests
+               WHERE guild_id = $1 AND lower(quest_type) LIKE '%' || $2 || '%'
+               GROUP BY lower(quest_type) ORDER BY NOT starts_with(lower(quest_type), $3), lower(quest_type)
+               LIMIT $4""", guild_id, _like_escape(typed), typed, limit)
+        return [r["quest_type"] for r in rows]
+
+    async def quest_details(self, guild_id: int, quest_id: int) -> asyncpg.Record | None:
+        """The quest with `dm_ids`, `pcs` (a list of dicts, in joining order: character_id,
+        user_id, name (the current one while active, the one it had at the end after), xp (now;
+        None once deleted), level_at_join, xp_at_join, xp_before, xp_after), `monsters` and
+        `monsters_xp`, in one query."""
+        return await self.pool.fetchrow(
+            f"""SELECT {self._QUEST}, {self._QUEST_XP}::bigint AS monsters_xp,
+                       COALESCE((SELECT jsonb_agg(jsonb_build_object(
+                                    'character_id', p.character_id, 'user_id', p.user_id,
+                                    'name', CASE WHEN q.status = 'active' THEN COALESCE(c.name, p.character_name)
+                                                 ELSE p.character_name END,
+                                    'xp', c.xp, 'level_at_join', p.level_at_join, 'xp_at_join', p.xp_at_join,
+                                    'xp_before', p.xp_before, 'xp_after', p.xp_after) ORDER BY p.id)
+                                   FROM quest_pcs p LEFT JOIN characters c ON c.id = p.character_id
+                                  WHERE p.quest_id = q.id), '[]') AS pcs,
+                       COALESCE((SELECT jsonb_agg(jsonb_build_object('cr', m.cr, 'xp_each', m.xp_each, 'count', m.count,
+                                                                     'name', m.name) ORDER BY m.id)
+                                   FROM quest_monsters m WHERE m.quest_id = q.id), '[]') AS monsters
+                FROM quests q WHERE q.guild_id = $1 AND q.id = $2""", guild_id, quest_id)
+
+    async def list_quests(self, guild_id: int, *, completed: bool, page: int = 0,
+                          per_page: int = 10) -> tuple[list[asyncpg.Record], int, int]:
+        """One page of the guild's active quests (newest first) or completed ones (latest ended
+        first), with their DMs, PC count and monsters' XP, in one query. Returns (quests, how
+        many there are, the page shown: `page`, or the last one when `page` is beyond it)."""
+        rows = await self.pool.fetch(
+            f"""WITH n AS (SELECT count(*) AS total FROM quests WHERE guild_id = $1 AND status = $2),
+                     p AS (SELECT n.total, LEAST(GREATEST($3, 0), GREATEST((n.total - 1) / $4, 0))::integer AS page
+                             FROM n)
+                SELECT p.total, p.page, page_quests.* FROM p LEFT JOIN LATERAL (
+                    SELECT {self._QUEST}, {self._QUEST_XP}::bigint AS monsters_xp,
+                           (SELECT count(*) FROM quest_pcs pc WHERE pc.quest_id = q.id) AS pc_count
+                      FROM quests q WHERE q.guild_id = $1 AND q.status = $2
+                     ORDER BY q.ended_at DESC NULLS LAST, q.created_at DESC, q.id DESC
+                     LIMIT $4 OFFSET p.page * $4) page_quests ON true""",
+            guild_id, "completed" if completed else "active", page, per_page)
+        return [r for r in rows if r["id"] is not None], rows[0]["total"], rows[0]["page"]
+
+    async def _lock_active_quest(self, con: asyncpg.Connection, guild_id: int, quest_id: int) -> asyncpg.Record:
+        """Lock an active quest's row for a change; UserError when it is gone or has ended."""
+        quest = await con.fetchrow(
+            "SELECT * FROM quests WHERE guild_id = $1 AND id = $2 FOR NO KEY UPDATE", guild_id, quest_id)
+        if quest is None:
+            raise UserError("That quest doesn't exist in this server (it may have been deleted).")
+        if quest["status"] != "active":
+            raise UserError(f'The quest "{quest["name"]}" has ended; a completed quest can\'t be changed.')
+        return quest
+
+    async def add_quest_dm(self, guild_id: int, quest_id: int, user_id: int, *, added_by: int) -> bool:
+        """Make a member a DM of an active quest; False when they already were one."""
+        async with self.pool.acquire() as con, con.transaction():
+            await self._lock_active_quest(con, guild_id, quest_id)
+            dms = await con.fetch("SELECT user_id FROM quest_dms WHERE quest_id = $1", quest_id)
+            if any(dm["user_id"] == user_id for dm in dms):
+                return False
+            if len(dms) >= QUEST_DMS_MAX:
+                raise UserError(f"A quest has at most {QUEST_DMS_MAX} DMs.")
+            await con.execute("INSERT INTO quest_dms (quest_id, user_id, added_by) VALUES ($1, $2, $3)",
+                              quest_id, user_id, added_by)
+        return True
+
+    async def add_quest_pc(self, guild_id: int, quest_id: int, character_id: int, *, added_by: int,
+                           owner_id: int | None = None, in_bracket: bool = False) -> asyncpg.Record:
+        """Add a character in play to an active quest, with its level and XP now. `owner_id`:
+        only that player's character (None: any of the guild's); `in_bracket`: its level must
+        be within the quest's levels. Returns the PC row with the quest's `quest_name`."""
+        async with self.pool.acquire() as con, con.transaction():
+            quest = await self._lock_active_quest(con, guild_id, quest_id)
+            # FOR SHARE: a retire or delete of this character waits for us (and its trigger then
+            # sees this row), or we wait for it and find it gone.
+            character = await con.fetchrow(
+                """SELECT id, user_id, name, xp, retired_at FROM characters
+                   WHERE guild_id = $1 AND id = $2 AND ($3::bigint IS NULL OR user_id = $3) FOR SHARE""",
+                guild_id, character_id, owner_id)
+            if character is None:
+                raise CharacterNotFound(own=owner_id is not None)
+            if character["retired_at"] is not None:
+                raise UserError(f'"{character["name"]}" is retired: only characters in play can be in a quest.')
+            level = level_for(character["xp"])
+            if in_bracket and not quest["min_level"] <= level <= quest["max_level"]:
+                raise UserError(f'"{character["name"]}" is level {level}, and "{quest["name"]}" is for levels '
+                                f'{quest["min_level"]}–{quest["max_level"]}. Pick a character within those levels, '
+                                "or ask one of the quest's DMs to add it.")
+            if await con.fetchval("SELECT count(*) FROM quest_pcs WHERE quest_id = $1", quest_id) >= QUEST_PCS_MAX:
+                raise UserError(f'"{quest["name"]}" already has {QUEST_PCS_MAX} PCs, the most a quest can have.')
+            row = await con.fetchrow(
+                """INSERT INTO quest_pcs (quest_id, character_id, user_id, character_name, level_at_join, xp_at_join,
+                                          added_by)
+                   VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (quest_id, character_id) DO NOTHING
+                   RETURNING *, $8::text AS quest_name""",
+                quest_id, character_id, character["user_id"], character["name"], level, character["xp"], added_by,
+                quest["name"])
+            if row is None:
+                raise UserError(f'"{character["name"]}" is already in "{quest["name"]}".')
+        return row
+
+    async def remove_quest_pc(self, guild_id: int, quest_id: int, character_id: int, *,
+                              owner_id: int | None = None) -> asyncpg.Record:
+        """Take a character out of an active quest (`owner_id`: only that player's). Returns
+        the PC row with the quest's `quest_name`."""
+        async with self.pool.acquire() as con, con.transaction():
+            quest = await self._lock_active_quest(con, guild_id, quest_id)
+            row = await con.fetchrow(
+                """DELETE FROM quest_pcs p WHERE p.quest_id = $1 AND p.character_id = $2
+                     AND ($3::bigint IS NULL OR p.user_id = $3)
+                   RETURNING p.*, (SELECT name FROM characters WHERE id = p.character_id) AS name,
+                             $4::text AS quest_name""", quest_id, character_id, owner_id, quest["name"])
+            if row is None:
+                raise UserError(f'That character is not in "{quest["name"]}"; nothing was changed.')
+        return row
+
+    async def add_quest_monster(self, guild_id: int, quest_id: int, cr: str, count: int, name: str | None = None,
+                                *, added_by: int) -> tuple[asyncpg.Record, int]:
+        """Add `count` monsters of challenge rating `cr` to an active quest. Returns (the entry,
+        the quest's monsters' XP now); a quest is worth at most QUEST_XP_MAX."""
+        cr = clean_cr(cr)
+        count = clean_int(count, "The count", 1, MONSTER_COUNT_MAX)
+        name = clean_name(name, "A monster name") if name and name.strip() else None
+        async with self.pool.acquire() as con, con.transaction():
+            quest = await self._lock_active_quest(con, guild_id, quest_id)
+            entries, total = await con.fetchrow(
+                """SELECT count(*), COALESCE(sum(xp_each::bigint * count), 0)::bigint FROM quest_monsters
+                   WHERE quest_id = $1""", quest_id)
+            if entries >= QUEST_MONSTERS_MAX:
+                raise UserError(f'"{quest["name"]}" already has {QUEST_MONSTERS_MAX} monster entries, the most a '
+                                "quest can have; give a larger count instead.")
+            total += CR_XP[cr] * count
+            if total > QUEST_XP_MAX:
+                raise UserError(f"That would make the quest worth {total:,} XP; a quest is worth at most "
+                                f"{QUEST_XP_MAX:,}.")
+            row = await con.fetchrow(
+                """INSERT INTO quest_monsters (quest_id, cr, xp_each, count, name, added_by)
+                   VALUES ($1, $2, $3, $4, $5, $6) RETURNING *, $7::text AS quest_name""",
+                quest_id, cr, CR_XP[cr], count, name, added_by, quest["name"])
+        return row, total
+
+    async def delete_quest(self, guild_id: int, quest_id: int) -> asyncpg.Record:
+        """Delete an active quest with its DMs, PCs and monsters (nothing is awarded)."""
+        row = await self.pool.fetchrow(
+            "DELETE FROM quests WHERE guild_id = $1 AND id = $2 AND status = 'active' RETURNING *", guild_id, quest_id)
+        if row is None:
+            async with self.pool.acquire() as con, con.transaction():
+                await self._lock_active_quest(con, guild_id, quest_id)  # says why
+        return row
+
+    async def end_quest(self, guild_id: int, quest_id: int, *, by: int, end_date: dt.date | str | None = None,
+                        award: bool = True) -> tuple[asyncpg.Record, list[Award], bool]:
+        """End an active quest, in one transaction: mark it completed and, with `award`, give
+        each PC an equal share (rules.quest_share) of its monsters' XP through the XP history.
+        However often this is called, at once or later, from any process, one call ends it.
+        Returns (the quest now, what each PC got: awarded, or `unchanged` without XP, whether
+        it had been ended before, by `ended_by` at `ended_at`)."""
+        end_date = self._quest_date(end_date, "end_date")
+        async with self.pool.acquire() as con, con.transaction():
+            quest = await con.fetchrow(
+                f"""UPDATE quests q SET status = 'completed', ended_by = $3, ended_at = now(), end_date = $4,
+                                        awarded = $5, total_xp = {self._QUEST_XP}
+                    WHERE q.guild_id = $1 AND q.id = $2 AND q.status = 'active'
+                      AND ($4::date IS NULL OR q.start_date IS NULL OR $4 >= q.start_date)
+                    RETURNING q.*""", guild_id, quest_id, by, end_date, award)
+            if quest is None:
+                current = await self.get_quest(guild_id, quest_id, con=con)
+                if current is not None and current["status"] == "completed":
+                    return current, [], True
+                if current is None:
+                    raise UserError("That quest doesn't exist in this server (it may have been deleted).")
+                raise UserError(f'end_date ({end_date}) is before the quest\'s start_date ({current["start_date"]}); '
+                                "give a day on or after it.")
+            # The PCs' players first, in order (the XP functions' lock order), then their characters.
+            players = await con.fetchval(
+                "SELECT array_agg(DISTINCT user_id ORDER BY user_id) FROM quest_pcs WHERE quest_id = $1", quest_id)
+            await con.execute("SELECT 1 FROM users WHERE guild_id = $1 AND user_id = ANY($2) ORDER BY user_id "
+                              "FOR NO KEY UPDATE", guild_id, players or [])
+            pcs = await con.fetch(
+                """SELECT c.id, c.user_id, c.name, c.xp FROM quest_pcs p JOIN characters c ON c.id = p.character_id
+                   WHERE p.quest_id = $1 AND c.retired_at IS NULL ORDER BY c.id FOR UPDATE OF c""", quest_id)
+            share = quest_share(quest["total_xp"], len(pcs)) if award else 0
+            awards = []
+            for pc in pcs:
+                if share > 0:
+                    awards.append(await self.grant_xp(guild_id, pc["id"], share, by,
+                                                      f'Quest #{quest_id}: {quest["name"]}', source="quest",
+                                                      ref_id=quest_id, con=con))
+                else:
+                    awards.append(Award("unchanged", pc["id"], pc["name"], pc["user_id"], 0, pc["xp"], pc["xp"]))
+            await con.execute(
+                """UPDATE quest_pcs p SET character_name = a.name, xp_before = a.xp_before, xp_after = a.xp_after
+                   FROM unnest($2::bigint[], $3::text[], $4::bigint[], $5::bigint[]) AS a(id, name, xp_before, xp_after)
+                   WHERE p.quest_id = $1 AND p.character_id = a.id""",
+                quest_id, [a.character_id for a in awards], [a.name for a in awards],
+                [a.xp_before for a in awards], [a.xp_after for a in awards])
+            quest = await con.fetchrow(
+                f"UPDATE quests q SET xp_per_pc = $2 WHERE q.id = $1 RETURNING {self._QUEST}", quest_id, share)
+        return quest, awards, False

@@ -7,6 +7,7 @@ The rules in words: docs/rules.md.
 from __future__ import annotations
 
 import bisect
+import datetime as dt
 import difflib
 import re
 import unicodedata
@@ -132,17 +133,17 @@ def progress_bar(xp: int, cells: int = BAR_CELLS) -> str | None:
 _NOT_IN_NAMES = ("Cc", "Cs", "Zl", "Zp")  # control characters, surrogates, line breaks
 
 
-def clean_name(raw: object) -> str:
-    """A character name trimmed and checked, or UserError saying what to fix."""
+def clean_name(raw: object, what: str = "A character name") -> str:
+    """A name (`what`: a character's by default) trimmed and checked, or UserError saying what to fix."""
     if not isinstance(raw, str):
-        raise UserError("A character name must be text.")
+        raise UserError(f"{what} must be text.")
     name = raw.strip()
     if not name:
-        raise UserError("A character name can't be empty. Give it at least one visible character.")
+        raise UserError(f"{what} can't be empty. Give it at least one visible character.")
     if len(name) > NAME_MAX:
         raise UserError(f"That name is {len(name)} characters long; use at most {NAME_MAX}.")
     if any(unicodedata.category(ch) in _NOT_IN_NAMES for ch in name):
-        raise UserError("A character name can't contain line breaks or control characters. Use one plain line.")
+        raise UserError(f"{what} can't contain line breaks or control characters. Use one plain line.")
     return name
 
 
@@ -274,3 +275,63 @@ def parse_hf(title: str | None, description: str | None,
     if not name or _GOES.search(f" {title} ") is None:
         return None
     return name, any(success in text for success in HF_SUCCESSES)
+
+
+# -- quests -----------------------------------------------------------------------------------
+
+# XP of one monster by challenge rating (the D&D 5e table), in rating order; a quest is worth
+# the sum of its monsters' XP times their count.
+CR_XP = {"0": 10, "1/8": 25, "1/4": 50, "1/2": 100, "1": 200, "2": 450, "3": 700, "4": 1100, "5": 1800,
+         "6": 2300, "7": 2900, "8": 3900, "9": 5000, "10": 5900, "11": 7200, "12": 8400, "13": 10000,
+         "14": 11500, "15": 13000, "16": 15000, "17": 18000, "18": 20000, "19": 22000, "20": 25000,
+         "21": 33000, "22": 41000, "23": 50000, "24": 62000, "25": 75000, "26": 90000, "27": 105000,
+         "28": 120000, "29": 135000, "30": 155000}
+QUEST_STATUSES = ("active", "completed")
+QUEST_LEVEL_MIN, QUEST_LEVEL_MAX = 1, MAX_LEVEL  # a quest's level bracket lies within these
+MONSTER_COUNT_MAX = 1_000         # monsters of one entry of /quest_add_monster
+QUEST_DMS_MAX = 10                # DMs of one quest
+QUEST_PCS_MAX = 50                # PCs of one quest at once
+QUEST_MONSTERS_MAX = 50           # monster entries of one quest
+QUEST_XP_MAX = GRANT_MAX          # a quest's monsters are worth at most this: one PC's share is one grant
+QUESTS_PER_PAGE = 10              # /quest_list
+
+_CR_DECIMALS = {"0.125": "1/8", ".125": "1/8", "0.25": "1/4", ".25": "1/4", "0.5": "1/2", ".5": "1/2"}
+_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+
+
+def clean_cr(raw: object) -> str:
+    """A challenge rating as CR_XP names it ("1/4", "0.25" and "CR 5" are understood), or UserError."""
+    text = searchable(raw).strip().lower().removeprefix("cr").strip()
+    text = _CR_DECIMALS.get(text, text.lstrip("0") or "0" if text.isdigit() else text)
+    if text not in CR_XP:
+        raise UserError(f'"{searchable(raw).strip()[:20]}" is not a challenge rating. Use 0, 1/8, 1/4, 1/2 '
+                        "or a whole number from 1 to 30 (pick one from the list).")
+    return text
+
+
+def parse_date(raw: object, what: str) -> dt.date | None:
+    """A date typed as YYYY-MM-DD (None when nothing was typed), or UserError naming `what`."""
+    text = searchable(raw).strip()
+    if not text:
+        return None
+    if not _DATE.match(text):
+        raise UserError(f'{what} must be a date written YYYY-MM-DD, e.g. 2025-03-14; you gave "{text[:20]}".')
+    try:
+        return dt.date.fromisoformat(text)
+    except ValueError:
+        raise UserError(f"{what}: {text} is not a day of the calendar; check the month and the day.") from None
+
+
+def clean_bracket(min_level: object, max_level: object) -> tuple[int, int]:
+    """A quest's level bracket: both levels within 1..20, the minimum not above the maximum."""
+    low = clean_int(min_level, "The minimum level", QUEST_LEVEL_MIN, QUEST_LEVEL_MAX)
+    high = clean_int(max_level, "The maximum level", QUEST_LEVEL_MIN, QUEST_LEVEL_MAX)
+    if low > high:
+        raise UserError(f"The minimum level ({low}) is above the maximum level ({high}); "
+                        "give the lower one as min_level.")
+    return low, high
+
+
+def quest_share(total: int, pcs: int) -> int:
+    """What each of `pcs` PCs gets of a quest worth `total` XP (nothing without PCs)."""
+    return total // pcs if pcs > 0 else 0

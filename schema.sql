@@ -364,4 +364,95 @@ CREATE TABLE IF NOT EXISTS level_role_failures (
     PRIMARY KEY (guild_id, role_id, cause)
 );
 
-INSERT INTO schema_version (version) VALUES (1), (2), (3), (4) ON CONFLICT DO NOTHING;
+
+-- Quests
+-- A quest: an adventure that DMs run for player characters (PCs). It is 'active' until it is
+-- ended once, then 'completed' for good: ending is one UPDATE that only matches an active
+-- quest, so however often it is asked for, one of them ends it (and awards its XP). Names are
+-- unique among a guild's active quests, ignoring case. awarded/total_xp/xp_per_pc record what
+-- the end gave; end_date, when given, is not before start_date.
+CREATE TABLE IF NOT EXISTS quests (
+    id         bigint  GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    guild_id   bigint  NOT NULL,
+    name       text    NOT NULL CHECK (char_length(name) BETWEEN 1 AND 100 AND name = btrim(name)),
+    quest_type text    CHECK (char_length(quest_type) BETWEEN 1 AND 100 AND quest_type = btrim(quest_type)),
+    min_level  integer NOT NULL CHECK (min_level BETWEEN 1 AND 20),
+    max_level  integer NOT NULL CHECK (max_level BETWEEN 1 AND 20),
+    start_date date,
+    end_date   date,
+    status     text    NOT NULL DEFAULT 'active' CHECK (status IN ('active', 'completed')),
+    created_by bigint  NOT NULL,
+    created_at timestamptz NOT NULL DEFAULT now(),
+    ended_by   bigint,
+    ended_at   timestamptz,
+    awarded    boolean,
+    total_xp   bigint,
+    xp_per_pc  bigint,
+    CHECK (min_level <= max_level),
+    CHECK (end_date >= start_date),
+    CHECK ((status = 'active') = (ended_at IS NULL) AND (status = 'active') = (ended_by IS NULL))
+);
+CREATE UNIQUE INDEX IF NOT EXISTS quests_active_name_key ON quests (guild_id, lower(name)) WHERE status = 'active';
+CREATE INDEX IF NOT EXISTS quests_guild_name_idx ON quests (guild_id, lower(name));
+CREATE INDEX IF NOT EXISTS quests_active_list_idx ON quests (guild_id, created_at DESC, id DESC) WHERE status = 'active';
+CREATE INDEX IF NOT EXISTS quests_completed_list_idx ON quests (guild_id, ended_at DESC, id DESC) WHERE status = 'completed';
+CREATE INDEX IF NOT EXISTS quests_guild_type_idx ON quests (guild_id, lower(quest_type)) WHERE quest_type IS NOT NULL;
+
+CREATE TABLE IF NOT EXISTS quest_dms (
+    quest_id bigint NOT NULL REFERENCES quests (id) ON DELETE CASCADE,
+    user_id  bigint NOT NULL,
+    added_by bigint NOT NULL,
+    added_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (quest_id, user_id)
+);
+
+-- A quest's PCs: the character, its player, and its name, level and XP when it joined. At the
+-- end the name it had then and its XP before and after the award are kept, so a completed
+-- quest's record outlives the character (character_id becomes NULL when it is deleted).
+CREATE TABLE IF NOT EXISTS quest_pcs (
+    id             bigint  GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    quest_id       bigint  NOT NULL REFERENCES quests (id) ON DELETE CASCADE,
+    character_id   bigint  REFERENCES characters (id) ON DELETE SET NULL,
+    user_id        bigint  NOT NULL,
+    character_name text    NOT NULL,
+    level_at_join  integer NOT NULL CHECK (level_at_join BETWEEN 1 AND 20),
+    xp_at_join     bigint  NOT NULL,
+    added_by       bigint  NOT NULL,
+    joined_at      timestamptz NOT NULL DEFAULT now(),
+    xp_before      bigint,
+    xp_after       bigint,
+    UNIQUE (quest_id, character_id)
+);
+CREATE INDEX IF NOT EXISTS quest_pcs_character_idx ON quest_pcs (character_id);
+
+-- What the party fought: `count` monsters of challenge rating `cr`, each worth `xp_each`
+-- (rules.CR_XP, looked up when added).
+CREATE TABLE IF NOT EXISTS quest_monsters (
+    id       bigint  GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    quest_id bigint  NOT NULL REFERENCES quests (id) ON DELETE CASCADE,
+    cr       text    NOT NULL,
+    xp_each  integer NOT NULL CHECK (xp_each >= 0),
+    count    integer NOT NULL CHECK (count BETWEEN 1 AND 1000),
+    name     text    CHECK (char_length(name) BETWEEN 1 AND 100 AND name = btrim(name)),
+    added_by bigint  NOT NULL,
+    added_at timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX IF NOT EXISTS quest_monsters_quest_idx ON quest_monsters (quest_id, id);
+
+-- A character that is retired, deleted or purged leaves the active quests it is in, whoever
+-- does it: the database's job. (Completed quests keep their PC rows; a deleted character's
+-- rows there lose only the link, by the foreign key's ON DELETE SET NULL.)
+CREATE OR REPLACE FUNCTION quest_pcs_leave() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    DELETE FROM quest_pcs p USING quests q
+     WHERE p.character_id = OLD.id AND q.id = p.quest_id AND q.status = 'active';
+    RETURN OLD;
+END
+$$;
+CREATE OR REPLACE TRIGGER characters_retired_leave_quests AFTER UPDATE OF retired_at ON characters
+    FOR EACH ROW WHEN (OLD.retired_at IS NULL AND NEW.retired_at IS NOT NULL)
+    EXECUTE FUNCTION quest_pcs_leave();
+CREATE OR REPLACE TRIGGER characters_deleted_leave_quests BEFORE DELETE ON characters
+    FOR EACH ROW EXECUTE FUNCTION quest_pcs_leave();
+
+INSERT INTO schema_version (version) VALUES (1), (2), (3), (4), (5) ON CONFLICT DO NOTHING;

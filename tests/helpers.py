@@ -17,7 +17,9 @@ import asyncpg
 from database import Database
 from local_postgres import LocalPostgres, throwaway_server
 
-TABLES = ("config", "users", "characters", "xp_grants", "processed_messages", "settings_log")  # all of ours
+TABLES = ("config", "users", "characters", "xp_grants", "processed_messages", "settings_log", "xp_requests",
+          "level_roles", "level_role_members", "level_role_failures",
+          "quests", "quest_dms", "quest_pcs", "quest_monsters")  # all of ours
 STATE_TABLES = tuple(t for t in TABLES if t != "processed_messages")  # without the delivery log
 
 # -- servers and databases ------------------------------------------------------------------

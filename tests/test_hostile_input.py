@@ -150,6 +150,7 @@ STAFF_OPTIONS = {
     "xp_log_channel": lambda w: {"channel": w.hf},
     "xp_add_staff_role": lambda w: {"role": w.helpers}, "xp_remove_staff_role": lambda w: {"role": w.helpers},
     "xp_level_role": lambda w: {"level": 3}, "xp_level_roles_sync": lambda w: {},
+    "quest_start": lambda w: {"name": "Matrix quest", "min_level": 1, "max_level": 5},
 }
 MANAGERS_ONLY = {"xp_add_staff_role", "xp_remove_staff_role"}  # a staff role is not enough
 COMPONENTS = [("click", "xp:set:rp"), ("click", "xp:set:hf"), ("click", "xp:set:lvl"),
