@@ -56,7 +56,7 @@ def readme_vars() -> set[str]:
 
 
 def readme_commands() -> set[str]:
-    return set(re.findall(r"`/(xp\w*)", section(README, "Commands")))
+    return set(re.findall(r"`/((?:xp|quest)\w*)", section(README, "Commands")))
 
 
 def env_names_read_by(source: str) -> set[str]:
@@ -615,7 +615,7 @@ def test_check_connects_applies_the_schema_and_lists_the_commands(tmp_path, make
     done = check(tmp_path, **good_settings(url))
     assert done.returncode == 0, done.stdout + done.stderr
     assert {"config", "users", "characters"} <= asyncio.run(public_tables(url))
-    shown = {c for c in re.findall(r"(?<![\w/.-])/(xp\w*)", done.stdout) if not c.startswith("xpbot")}
+    shown = {c for c in re.findall(r"(?<![\w/.-])/((?:xp|quest)\w*)", done.stdout) if not c.startswith("xpbot")}
     assert readme_commands() <= shown, "the README lists commands the bot does not have"
     assert shown - readme_commands() <= DOCUMENTED_ELSEWHERE, "commands missing from the README"
     assert not (tmp_path / "pgdata").exists()  # DATABASE_URL set: no embedded server
