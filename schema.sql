@@ -455,4 +455,56 @@ CREATE OR REPLACE TRIGGER characters_retired_leave_quests AFTER UPDATE OF retire
 CREATE OR REPLACE TRIGGER characters_deleted_leave_quests BEFORE DELETE ON characters
     FOR EACH ROW EXECUTE FUNCTION quest_pcs_leave();
 
-INSERT INTO schema_version (version) VALUES (1), (2), (3), (4), (5) ON CONFLICT DO NOTHING;
+-- Scale (version 6): finding a misspelt name among 100,000 characters without scanning them.
+-- Each name's bigrams (lower-cased; `occ` numbers repeats of one bigram), kept by statement
+-- triggers, so bulk imports stay set-based. A name that difflib finds close (ratio >= 0.8)
+-- shares at least 0.2 * (both lengths) - 1 bigrams with what was typed (database._close_matches).
+CREATE OR REPLACE FUNCTION name_bigrams(p_name text) RETURNS TABLE (gram text, occ integer)
+LANGUAGE sql IMMUTABLE AS $$
+    SELECT g, row_number() OVER (PARTITION BY g ORDER BY i)::integer
+      FROM (SELECT i, substr(lower(p_name), i, 2) AS g
+              FROM generate_series(1, char_length(p_name) - 1) AS i) s
+$$;
+CREATE TABLE IF NOT EXISTS character_grams (
+    guild_id     bigint  NOT NULL,
+    gram         text    NOT NULL,
+    occ          integer NOT NULL,
+    character_id bigint  NOT NULL REFERENCES characters (id) ON DELETE CASCADE,
+    PRIMARY KEY (guild_id, gram, occ, character_id)
+);
+CREATE INDEX IF NOT EXISTS character_grams_character_idx ON character_grams (character_id);
+
+CREATE OR REPLACE FUNCTION characters_grams_insert() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO character_grams (guild_id, gram, occ, character_id)
+    SELECT n.guild_id, b.gram, b.occ, n.id FROM new_rows n, name_bigrams(n.name) b;
+    RETURN NULL;
+END
+$$;
+CREATE OR REPLACE FUNCTION characters_grams_update() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    DELETE FROM character_grams g USING old_rows o JOIN new_rows n ON n.id = o.id
+     WHERE g.character_id = o.id AND n.name IS DISTINCT FROM o.name;
+    INSERT INTO character_grams (guild_id, gram, occ, character_id)
+    SELECT n.guild_id, b.gram, b.occ, n.id
+      FROM old_rows o JOIN new_rows n ON n.id = o.id, name_bigrams(n.name) b
+     WHERE n.name IS DISTINCT FROM o.name;
+    RETURN NULL;
+END
+$$;
+CREATE OR REPLACE TRIGGER characters_grams_inserted AFTER INSERT ON characters
+    REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION characters_grams_insert();
+CREATE OR REPLACE TRIGGER characters_grams_updated AFTER UPDATE ON characters
+    REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows FOR EACH STATEMENT
+    EXECUTE FUNCTION characters_grams_update();
+DO $$
+BEGIN  -- characters of earlier versions get their bigrams once
+    IF NOT EXISTS (SELECT 1 FROM schema_version WHERE version = 6) THEN
+        INSERT INTO character_grams (guild_id, gram, occ, character_id)
+        SELECT c.guild_id, b.gram, b.occ, c.id FROM characters c, name_bigrams(c.name) b
+        ON CONFLICT DO NOTHING;
+    END IF;
+END
+$$;
+
+INSERT INTO schema_version (version) VALUES (1), (2), (3), (4), (5), (6) ON CONFLICT DO NOTHING;
