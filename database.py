@@ -23,7 +23,6 @@ from rules import (AUTOCOMPLETE_LIMIT, CHANNEL_KINDS, CHANNELS_MAX, DEFAULT_LEVE
                    REQUEST_AMOUNT_MAX, REQUEST_REASON_MAX, REQUESTS_PENDING_MAX, STAFF_ROLES_MAX, STARTING_XP_MAX,
                    UserError, clean_image_url, clean_int, clean_name, clean_reason, clean_setting, clean_sheet_url,
                    clean_timezone, close_match_lengths, close_matches, level_for, searchable)
-from rules import CLOSE_MATCH_CUTOFF
 from rules import (CR_XP, MONSTER_COUNT_MAX, QUEST_DMS_MAX, QUEST_MONSTERS_MAX, QUEST_PCS_MAX, QUEST_XP_MAX,
                    clean_bracket, clean_cr, parse_date, quest_share)
 
@@ -505,41 +504,19 @@ class Database:
 
     async def _close_matches(self, guild_id: int, text: str, owner_id: int | None,
                              retired: bool | None) -> list[asyncpg.Record]:
-        """The characters whose name `text` is a close misspelling of (rules.close_matches).
-
-        Only names that can reach the cutoff are fetched, through the bigram index: a name of
-        length b that difflib matches to the a-long text at ratio >= r has M >= r(a+b)/2
-        matched characters in B blocks, B - 1 <= (a+b)(1-r) unmatched ones, and so at least
-        M - B >= (a+b)(3r/2 - 1) - 1 bigrams in common (0.2(a+b) - 1 at r = 0.8). Names with
-        at most 2 matched characters (a+b <= 5) may share none: short names are fetched by
-        length. The few candidates then go through difflib itself."""
+        """The characters whose name `text` is a close misspelling of (rules.close_matches)."""
+        low, high = close_match_lengths(len(text.casefold()))
+        rows = await self.pool.fetch(  # casefold() may triple a name's length: hence low // 3
+            f"""SELECT {_CHARACTER_COLUMNS} FROM {_CHARACTER_FROM}
+                WHERE c.guild_id = $1 AND ($2::bigint IS NULL OR c.user_id = $2) AND {_RETIRED_FILTER.format(5)}
+                  AND char_length(c.name) BETWEEN $3 AND $4""", guild_id, owner_id, low // 3, high, retired)
         by_key: dict[str, list] = {}
-        for r in await self.close_match_candidates(guild_id, text, owner_id, retired):
+        for r in rows:
             by_key.setdefault(r["name"].casefold(), []).append(r)
         names = list(by_key)
-        close = (await asyncio.to_thread(close_matches, text, names) if len(names) > 200
+        close = (await asyncio.to_thread(close_matches, text, names) if len(names) > 500
                  else close_matches(text, names))
         return [r for key in close for r in by_key[key]]
-
-    async def close_match_candidates(self, guild_id: int, text: str, owner_id: int | None,
-                                     retired: bool | None) -> list[asyncpg.Record]:
-        """Every character whose name could be close to `text` (see _close_matches), few of them."""
-        low, high = close_match_lengths(len(text.casefold()))
-        share = 1.5 * CLOSE_MATCH_CUTOFF - 1
-        return await self.pool.fetch(
-            f"""WITH typed AS (SELECT gram, occ FROM name_bigrams($5)),
-                     shared AS (SELECT g.character_id AS id, count(*) AS n FROM character_grams g
-                                  JOIN typed t ON g.guild_id = $1 AND g.gram = t.gram AND g.occ = t.occ
-                                 GROUP BY g.character_id
-                                UNION ALL
-                                SELECT c.id, 0 FROM characters c
-                                 WHERE c.guild_id = $1 AND char_length(c.name) <= 5 - $8),
-                     candidates AS (SELECT id, max(n) AS n FROM shared GROUP BY id)
-                SELECT {_CHARACTER_COLUMNS} FROM candidates s JOIN {_CHARACTER_FROM} ON c.id = s.id
-                 WHERE c.guild_id = $1 AND ($2::bigint IS NULL OR c.user_id = $2) AND {_RETIRED_FILTER.format(6)}
-                   AND char_length(c.name) BETWEEN $3 AND $4
-                   AND (s.n >= $7 * ($8 + char_length(c.name)) - 1 OR char_length(c.name) + $8 <= 5)""",
-            guild_id, owner_id, low // 3, high, text, retired, share, len(text))
 
     async def character_choices(self, guild_id: int, query: str, owner_id: int | None = None, *,
                                 retired: bool | None = False, limit: int = AUTOCOMPLETE_LIMIT) -> list[Character]:
