@@ -197,11 +197,20 @@ _CHARACTER_COLUMNS = ("c.id, c.guild_id, c.user_id, c.name, c.xp, c.daily_xp, c.
 _CHARACTER_FROM = "characters c JOIN users u USING (guild_id, user_id)"
 # $n: True, only retired characters; False, only those in play; NULL, both.
 _RETIRED_FILTER = "(${0}::boolean IS NULL OR (c.retired_at IS NOT NULL) = ${0})"
+CLOSE_MATCH_CHUNK = 2000  # names read per round trip when looking for a misspelling
 KEEP: Any = object()  # edit_character: leave this value as it is
 
 
 async def _init_connection(con: asyncpg.Connection) -> None:
     await con.set_type_codec("jsonb", schema="pg_catalog", encoder=json.dumps, decoder=json.loads)
+
+
+def _close_ids(text: str, rows: list) -> list[int]:
+    """The ids of the rows (id, name) whose name `text` is a close misspelling of."""
+    by_key: dict[str, list[int]] = {}
+    for r in rows:
+        by_key.setdefault(r["name"].casefold(), []).append(r["id"])
+    return [i for key in close_matches(text, list(by_key)) for i in by_key[key]]
 
 
 def _like_escape(text: str) -> str:
@@ -504,19 +513,24 @@ class Database:
 
     async def _close_matches(self, guild_id: int, text: str, owner_id: int | None,
                              retired: bool | None) -> list[asyncpg.Record]:
-        """The characters whose name `text` is a close misspelling of (rules.close_matches)."""
+        """The characters whose name `text` is a close misspelling of (rules.close_matches).
+        Only ids and names of plausible length are fetched; matching them runs in a thread
+        when there are many, so a large guild never stalls the event loop (and the others)."""
         low, high = close_match_lengths(len(text.casefold()))
-        rows = await self.pool.fetch(  # casefold() may triple a name's length: hence low // 3
-            f"""SELECT {_CHARACTER_COLUMNS} FROM {_CHARACTER_FROM}
-                WHERE c.guild_id = $1 AND ($2::bigint IS NULL OR c.user_id = $2) AND {_RETIRED_FILTER.format(5)}
-                  AND char_length(c.name) BETWEEN $3 AND $4""", guild_id, owner_id, low // 3, high, retired)
-        by_key: dict[str, list] = {}
-        for r in rows:
-            by_key.setdefault(r["name"].casefold(), []).append(r)
-        names = list(by_key)
-        close = (await asyncio.to_thread(close_matches, text, names) if len(names) > 500
-                 else close_matches(text, names))
-        return [r for key in close for r in by_key[key]]
+        names: list = []
+        async with self.pool.acquire() as con, con.transaction():  # read in chunks: the loop breathes between
+            cursor = await con.cursor(  # casefold() may triple a name's length: hence low // 3
+                f"""SELECT c.id, c.name FROM characters c
+                    WHERE c.guild_id = $1 AND ($2::bigint IS NULL OR c.user_id = $2) AND {_RETIRED_FILTER.format(5)}
+                      AND char_length(c.name) BETWEEN $3 AND $4""", guild_id, owner_id, low // 3, high, retired)
+            while chunk := await cursor.fetch(CLOSE_MATCH_CHUNK):
+                names += chunk
+        ids = (await asyncio.to_thread(_close_ids, text, names) if len(names) > 200
+               else _close_ids(text, names))
+        if not ids:
+            return []
+        return await self.pool.fetch(
+            f"SELECT {_CHARACTER_COLUMNS} FROM {_CHARACTER_FROM} WHERE c.id = ANY($1) ORDER BY c.id", ids)
 
     async def character_choices(self, guild_id: int, query: str, owner_id: int | None = None, *,
                                 retired: bool | None = False, limit: int = AUTOCOMPLETE_LIMIT) -> list[Character]:
