@@ -107,7 +107,7 @@ $$;
 CREATE OR REPLACE FUNCTION xp_local_date(tz text, at timestamptz) RETURNS date
 LANGUAGE sql STABLE AS $$ SELECT (at AT TIME ZONE tz)::date $$;
 
--- Lock a player's row and apply rule 1 of SPEC (daily reset at local midnight).
+-- Lock a player's row and apply the daily reset at local midnight.
 -- Returns the locked row, or nothing when the player has no row.
 DROP FUNCTION IF EXISTS xp_lock_and_reset(bigint, bigint, timestamptz);  -- pre-release signature
 -- With p_need_active, a player without an active character is only locked, not reset.
