@@ -534,14 +534,21 @@ class Database:
 
     async def character_choices(self, guild_id: int, query: str, owner_id: int | None = None, *,
                                 retired: bool | None = False, limit: int = AUTOCOMPLETE_LIMIT) -> list[Character]:
-        """Autocomplete: names starting with, then containing, what was typed."""
+        """Autocomplete: names starting with, then containing, what was typed. The names that
+        start with it come through an index; the guild is scanned for the others only when
+        those don't fill the list."""
         typed = searchable(query).strip().lower()[:NAME_MAX]
+        where = (f"c.guild_id = $1 AND ($4::bigint IS NULL OR c.user_id = $4) AND {_RETIRED_FILTER.format(5)}")
         rows = await self.pool.fetch(
             f"""SELECT {_CHARACTER_COLUMNS} FROM {_CHARACTER_FROM}
-                WHERE c.guild_id = $1 AND ($5::bigint IS NULL OR c.user_id = $5) AND {_RETIRED_FILTER.format(6)}
-                  AND lower(c.name) LIKE '%' || $2 || '%'
-                ORDER BY NOT starts_with(lower(c.name), $3), lower(c.name), c.id
-                LIMIT $4""", guild_id, _like_escape(typed), typed, limit, owner_id, retired)
+                WHERE {where} AND lower(c.name) LIKE $2 || '%'
+                ORDER BY lower(c.name), c.id LIMIT $3""", guild_id, _like_escape(typed), limit, owner_id, retired)
+        if len(rows) < limit and typed:
+            rows += await self.pool.fetch(
+                f"""SELECT {_CHARACTER_COLUMNS} FROM {_CHARACTER_FROM}
+                    WHERE {where} AND lower(c.name) LIKE '%' || $2 || '%' AND NOT starts_with(lower(c.name), $6)
+                    ORDER BY lower(c.name), c.id LIMIT $3""",
+                guild_id, _like_escape(typed), limit - len(rows), owner_id, retired, typed)
         return [Character.from_row(r) for r in rows]
 
     async def set_active(self, guild_id: int, user_id: int, character_id: int) -> Character:

@@ -74,8 +74,17 @@ ALTER TABLE characters ADD COLUMN IF NOT EXISTS retired_at timestamptz;
 CREATE UNIQUE INDEX IF NOT EXISTS characters_owner_live_name_key
     ON characters (guild_id, user_id, lower(name)) WHERE retired_at IS NULL;
 DROP INDEX IF EXISTS characters_owner_name_key;
--- HF events name a character guild-wide.
-CREATE INDEX IF NOT EXISTS characters_guild_name_idx ON characters (guild_id, lower(name));
+-- HF events name a character guild-wide; autocomplete looks names up by what they start
+-- with (text_pattern_ops: a prefix is an index range whatever the collation).
+DO $$
+BEGIN  -- databases of earlier versions have it without text_pattern_ops: rebuild it once
+    IF EXISTS (SELECT 1 FROM pg_indexes WHERE indexname = 'characters_guild_name_idx'
+                AND indexdef NOT LIKE '%text_pattern_ops%') THEN
+        DROP INDEX characters_guild_name_idx;
+    END IF;
+END
+$$;
+CREATE INDEX IF NOT EXISTS characters_guild_name_idx ON characters (guild_id, lower(name) text_pattern_ops);
 -- Leaderboard and "oldest remaining" fallback.
 CREATE INDEX IF NOT EXISTS characters_guild_xp_idx ON characters (guild_id, xp DESC, id);
 

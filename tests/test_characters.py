@@ -46,6 +46,8 @@ async def test_a_database_of_the_previous_release_upgrades_in_place_with_nothing
             [old] = await db.grant_history(1, luna.id)
             assert (old["amount"], old["reason"], old["source"]) == (50, "old grant", "grant")
             assert await db.pool.fetchval("SELECT max(version) FROM schema_version") >= 2
+            assert "text_pattern_ops" in await db.pool.fetchval(  # rebuilt for prefix lookups
+                "SELECT indexdef FROM pg_indexes WHERE indexname = 'characters_guild_name_idx'")
             await db.retire_character(1, luna.id, owner_id=10)
             again = await db.create_character(1, 10, "LUNA")  # unique among characters in play only
             assert again.name == "LUNA"

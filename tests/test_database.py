@@ -552,6 +552,7 @@ async def test_database_reads_database_url_and_connect_is_a_connection_check(mon
     ("characters_guild_name_idx", "SELECT * FROM characters WHERE guild_id = 1 AND lower(name) = 'luna'"),
     ("characters_owner_name_key characters_guild_name_idx",
      "SELECT * FROM characters WHERE guild_id = 1 AND user_id = 2 AND lower(name) = 'luna'"),
+    ("characters_guild_name_idx", "SELECT * FROM characters WHERE guild_id = 1 AND lower(name) LIKE 'lu%'"),
     ("characters_guild_id_user_id_id_key", "SELECT * FROM characters WHERE guild_id = 1 AND user_id = 2 ORDER BY id"),
     ("characters_guild_xp_idx", "SELECT * FROM characters WHERE guild_id = 1 ORDER BY xp DESC, id LIMIT 10"),
     ("users_pkey", "SELECT * FROM users WHERE guild_id = 1 AND user_id = 2"),
