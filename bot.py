@@ -129,7 +129,14 @@ class XPBot(discord.AutoShardedClient):
         task.add_done_callback(self._background.discard)
 
     async def _prune_loop(self) -> None:
+        """Upkeep, now and then hourly: names not signed yet (a database from before signatures,
+        or renamed outside the bot) get their signature; old counted message ids go."""
         while True:
+            try:
+                if signed := await self.db.sign_names():
+                    log.info("Signed %d character name(s) for misspelt-name lookups", signed)
+            except Exception as e:  # unsigned names are still found, only slower: retried next hour
+                log.warning("Signing character names failed: %s", type(e).__name__)
             await asyncio.sleep(PRUNE_EVERY)
             try:
                 await self.db.prune_processed_messages()

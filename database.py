@@ -22,7 +22,8 @@ from rules import (AUTOCOMPLETE_LIMIT, CHANNEL_KINDS, CHANNELS_MAX, DEFAULT_LEVE
                    DEFAULTS, GRANT_MAX, HISTORY_SOURCES, LEVEL_ROLE_MODES, LEVELUP_MODES, MAX_LEVEL, NAME_MAX,
                    REQUEST_AMOUNT_MAX, REQUEST_REASON_MAX, REQUESTS_PENDING_MAX, STAFF_ROLES_MAX, STARTING_XP_MAX,
                    UserError, clean_image_url, clean_int, clean_name, clean_reason, clean_setting, clean_sheet_url,
-                   clean_timezone, close_match_lengths, close_matches, level_for, searchable)
+                   clean_timezone, close_match_filter, close_matches, letter_signature, level_for,
+                   searchable)
 from rules import (CR_XP, MONSTER_COUNT_MAX, QUEST_DMS_MAX, QUEST_MONSTERS_MAX, QUEST_PCS_MAX, QUEST_XP_MAX,
                    clean_bracket, clean_cr, parse_date, quest_share)
 
@@ -197,8 +198,20 @@ _CHARACTER_COLUMNS = ("c.id, c.guild_id, c.user_id, c.name, c.xp, c.daily_xp, c.
 _CHARACTER_FROM = "characters c JOIN users u USING (guild_id, user_id)"
 # $n: True, only retired characters; False, only those in play; NULL, both.
 _RETIRED_FILTER = "(${0}::boolean IS NULL OR (c.retired_at IS NOT NULL) = ${0})"
-CLOSE_MATCH_CHUNK = 2000  # names read per round trip when looking for a misspelling
+SIGN_CHUNK = 2000  # names signed per round trip (sign_names)
 KEEP: Any = object()  # edit_character: leave this value as it is
+# The names a misspelling could be of ($1 guild, $2 owner or NULL, $3 retired filter): those
+# of a length from $4 to $5 whose letter signature shares enough bits with $6 ($7: how many,
+# by length), then every unsigned one (rules.close_match_filter, Database.sign_names).
+_CLOSE_CANDIDATES = f"""
+    SELECT c.id, c.name FROM characters c
+     WHERE c.guild_id = $1 AND ($2::bigint IS NULL OR c.user_id = $2) AND {_RETIRED_FILTER.format(3)}
+       AND c.name_length BETWEEN $4 AND $5
+       AND bit_count(c.name_letters & $6) >= ($7::int[])[c.name_length - $4 + 1]
+    UNION ALL
+    SELECT c.id, c.name FROM characters c
+     WHERE c.guild_id = $1 AND ($2::bigint IS NULL OR c.user_id = $2) AND {_RETIRED_FILTER.format(3)}
+       AND c.name_length IS NULL AND char_length(c.name) BETWEEN $4 / 3 AND $5"""
 
 
 async def _init_connection(con: asyncpg.Connection) -> None:
@@ -464,6 +477,7 @@ class Database:
                                               reason, source)
                        VALUES ($1, $2, $3, $4, 0, $4, 'Starting XP', 'start')""",
                     guild_id, row["id"], created_by if created_by is not None else user_id, starting_xp)
+        await self.sign_names(guild_id)
         return replace(Character.from_row(row), active=True)
 
     async def list_characters(self, guild_id: int, user_id: int, *, retired: bool = False) -> list[Character]:
@@ -514,23 +528,39 @@ class Database:
     async def _close_matches(self, guild_id: int, text: str, owner_id: int | None,
                              retired: bool | None) -> list[asyncpg.Record]:
         """The characters whose name `text` is a close misspelling of (rules.close_matches).
-        Only ids and names of plausible length are fetched; matching them runs in a thread
-        when there are many, so a large guild never stalls the event loop (and the others)."""
-        low, high = close_match_lengths(len(text.casefold()))
-        names: list = []
-        async with self.pool.acquire() as con, con.transaction():  # read in chunks: the loop breathes between
-            cursor = await con.cursor(  # casefold() may triple a name's length: hence low // 3
-                f"""SELECT c.id, c.name FROM characters c
-                    WHERE c.guild_id = $1 AND ($2::bigint IS NULL OR c.user_id = $2) AND {_RETIRED_FILTER.format(5)}
-                      AND char_length(c.name) BETWEEN $3 AND $4""", guild_id, owner_id, low // 3, high, retired)
-            while chunk := await cursor.fetch(CLOSE_MATCH_CHUNK):
-                names += chunk
+        One index is read, not the table: its letter signatures drop every name that cannot
+        be close (rules.close_match_filter), and only the few left are compared by difflib.
+        Unsigned names (NULL) are always compared."""
+        wanted = close_match_filter(text)
+        low, high = wanted.lengths
+        names = await self.pool.fetch(_CLOSE_CANDIDATES, guild_id, owner_id, retired, low, high,
+                                      asyncpg.BitString(wanted.signature), list(wanted.needs))
         ids = (await asyncio.to_thread(_close_ids, text, names) if len(names) > 200
                else _close_ids(text, names))
         if not ids:
             return []
         return await self.pool.fetch(
             f"SELECT {_CHARACTER_COLUMNS} FROM {_CHARACTER_FROM} WHERE c.id = ANY($1) ORDER BY c.id", ids)
+
+    async def sign_names(self, guild_id: int | None = None) -> int:
+        """Give every unsigned name (of the guild, or all guilds) its letter signature; a name
+        renamed meanwhile is left for the next call. Returns how many were signed."""
+        signed, after = 0, (0, 0)
+        while rows := await self.pool.fetch(
+                """SELECT guild_id, id, name FROM characters
+                    WHERE name_letters IS NULL AND ($1::bigint IS NULL OR guild_id = $1) AND (guild_id, id) > ($2, $3)
+                    ORDER BY guild_id, id LIMIT $4""", guild_id, *after, SIGN_CHUNK):
+            signatures = [letter_signature(r["name"]) for r in rows]
+            await self.pool.execute(
+                """UPDATE characters c SET name_letters = s.bits::bit(128), name_length = s.length
+                     FROM unnest($1::bigint[], $2::text[], $3::text[], $4::smallint[]) AS s (id, name, bits, length)
+                    WHERE c.id = s.id AND c.name = s.name""",
+                [r["id"] for r in rows], [r["name"] for r in rows], [b for b, _ in signatures],
+                [n for _, n in signatures])
+            signed += len(rows)
+            after = (rows[-1]["guild_id"], rows[-1]["id"])
+            await asyncio.sleep(0)
+        return signed
 
     async def character_choices(self, guild_id: int, query: str, owner_id: int | None = None, *,
                                 retired: bool | None = False, limit: int = AUTOCOMPLETE_LIMIT) -> list[Character]:
@@ -586,6 +616,8 @@ class Database:
             raise DuplicateName(changes["name"]) from None
         if row is None:
             raise CharacterNotFound(own=owner_id is not None)
+        if "name" in changes:
+            await self.sign_names(guild_id)
         before = dict(row["before"])
         before["retired_at"] = None
         return Character.from_row(before), Character.from_row(row)
@@ -1065,6 +1097,7 @@ class Database:
                              AND c.retired_at IS NULL
                     WHERE u.guild_id = $1 AND u.user_id = m.user_id
                       AND u.active_character_id IS DISTINCT FROM c.id""", guild_id)
+        await self.sign_names(guild_id)
         self._config_changed(guild_id)
 
     async def migration_totals(self, guild_id: int, user_ids: list[int]) -> dict[str, int]:

@@ -253,6 +253,67 @@ def close_matches(text: str, names: list[str]) -> list[str]:
     return difflib.get_close_matches(text.casefold(), names, n=2, cutoff=CLOSE_MATCH_CUTOFF)
 
 
+# A name's letter signature lets the database drop, without reading the name, every name
+# that cannot be close: difflib only compares names whose characters, counted as a
+# multiset, overlap the text's in at least CLOSE_MATCH_CUTOFF * (a + b) / 2 (its
+# quick_ratio). Bit 4*s + k is set when symbol s occurs more than k times in the casefolded
+# name (k < LETTER_REPEATS); the symbols are LETTER_SYMBOLS, then LETTER_BUCKETS shared by
+# every other character (by code point). Sharing and the cap only ever over-count a
+# name's overlap or are made up for (`slack`): no close name is ever dropped.
+LETTER_SYMBOLS = "abcdefghijklmnopqrstuvwxyz "
+LETTER_BUCKETS = 5
+LETTER_REPEATS = 4
+LETTER_BITS = (len(LETTER_SYMBOLS) + LETTER_BUCKETS) * LETTER_REPEATS  # 128: schema.sql's bit(128)
+
+
+def _letter_counts(folded: str) -> list[int]:
+    counts = [0] * (len(LETTER_SYMBOLS) + LETTER_BUCKETS)
+    for ch in folded:
+        at = LETTER_SYMBOLS.find(ch)
+        counts[at if at >= 0 else len(LETTER_SYMBOLS) + ord(ch) % LETTER_BUCKETS] += 1
+    return counts
+
+
+def _bits(counts: list[int]) -> str:
+    return "".join(("1" * min(n, LETTER_REPEATS)).ljust(LETTER_REPEATS, "0") for n in counts)
+
+
+def letter_signature(name: str) -> tuple[str, int]:
+    """A name's signature as '0'/'1' text (bit 0 first) and its casefolded length."""
+    folded = name.casefold()
+    return _bits(_letter_counts(folded)), len(folded)
+
+
+@dataclass(frozen=True)
+class CloseMatchFilter:
+    """What a name of each length must share with `text` to be worth comparing: names of
+    `lengths` (casefolded) whose signature has at least needs[length - lengths[0]] of
+    `signature`'s bits. Necessary, never sufficient: close_matches decides."""
+    signature: str
+    lengths: tuple[int, int]
+    needs: tuple[int, ...]
+
+
+def close_match_filter(text: str) -> CloseMatchFilter:
+    folded = text.casefold()
+    a = len(folded)
+    counts = _letter_counts(folded)
+    signature = _bits(counts)
+    # Bits count at most LETTER_REPEATS occurrences of a symbol: the overlap they show can
+    # fall short of the real one by what the text has beyond that.
+    slack = sum(max(0, n - LETTER_REPEATS) for n in counts)
+    low, high = close_match_lengths(a)
+    needs = []
+    for b in range(low, high + 1):
+        if 2.0 * min(a, b) / (a + b) < CLOSE_MATCH_CUTOFF:  # difflib's first test: the lengths alone
+            needs.append(LETTER_BITS + 1)
+            continue
+        # The fewest matching characters difflib's quick_ratio accepts, in its own arithmetic.
+        least = next(m for m in range(min(a, b) + 1) if 2.0 * m / (a + b) >= CLOSE_MATCH_CUTOFF)
+        needs.append(max(0, least - slack))
+    return CloseMatchFilter(signature, (low, high), tuple(needs))
+
+
 # -- hunting and foraging results -------------------------------------------------------------
 
 HF_EVENTS = ("goes hunting", "goes foraging")

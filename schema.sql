@@ -85,6 +85,26 @@ BEGIN  -- databases of earlier versions have it without text_pattern_ops: rebuil
 END
 $$;
 CREATE INDEX IF NOT EXISTS characters_guild_name_idx ON characters (guild_id, lower(name) text_pattern_ops);
+-- Misspelt names (version 6): each name's letter signature and casefolded length, written by
+-- the bot after every write of a name (database.py, Database.sign_names; what the bits mean:
+-- rules.py, letter_signature). A misspelt lookup reads this index alone and compares only
+-- names whose signature shares enough bits with the text's. A name without one (NULL: just
+-- written or renamed, by anyone) is always compared: a missing signature costs time, never
+-- a match.
+ALTER TABLE characters ADD COLUMN IF NOT EXISTS name_letters bit(128);
+ALTER TABLE characters ADD COLUMN IF NOT EXISTS name_length smallint;
+CREATE INDEX IF NOT EXISTS characters_guild_letters_idx
+    ON characters (guild_id, name_length) INCLUDE (name_letters, user_id, retired_at, name);
+CREATE INDEX IF NOT EXISTS characters_unsigned_idx ON characters (guild_id, id) WHERE name_letters IS NULL;
+CREATE OR REPLACE FUNCTION characters_unsign() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    NEW.name_letters := NULL;  -- the old name's: Database.sign_names signs the new one
+    NEW.name_length := NULL;
+    RETURN NEW;
+END
+$$;
+CREATE OR REPLACE TRIGGER characters_renamed_unsign BEFORE UPDATE OF name ON characters
+    FOR EACH ROW WHEN (OLD.name IS DISTINCT FROM NEW.name) EXECUTE FUNCTION characters_unsign();
 -- Leaderboard and "oldest remaining" fallback.
 CREATE INDEX IF NOT EXISTS characters_guild_xp_idx ON characters (guild_id, xp DESC, id);
 
@@ -464,4 +484,4 @@ CREATE OR REPLACE TRIGGER characters_retired_leave_quests AFTER UPDATE OF retire
 CREATE OR REPLACE TRIGGER characters_deleted_leave_quests BEFORE DELETE ON characters
     FOR EACH ROW EXECUTE FUNCTION quest_pcs_leave();
 
-INSERT INTO schema_version (version) VALUES (1), (2), (3), (4), (5) ON CONFLICT DO NOTHING;
+INSERT INTO schema_version (version) VALUES (1), (2), (3), (4), (5), (6) ON CONFLICT DO NOTHING;

@@ -50,7 +50,9 @@ async def fill(db: Database, size: int, rng: random.Random) -> list[str]:
             "characters", records=[(GUILD, i + 1, n, rng.randint(0, 400_000)) for i, n in enumerate(made)],
             columns=["guild_id", "user_id", "name", "xp"])
         await con.execute("UPDATE users u SET active_character_id = c.id FROM characters c "
-                          "WHERE c.guild_id = u.guild_id AND c.user_id = u.user_id; ANALYZE")
+                          "WHERE c.guild_id = u.guild_id AND c.user_id = u.user_id")
+    await db.sign_names()  # what the bot does at start-up for names it didn't write itself
+    await db.pool.execute("VACUUM ANALYZE characters")
     await db.create_character(SMALL, 1, "Luna")
     return made
 
