@@ -12,12 +12,15 @@ import datetime as dt
 import json
 import logging
 import os
+import time
+from collections import OrderedDict
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
 import asyncpg
 
+from name_index import GuildNames, signature_bits
 from rules import (AUTOCOMPLETE_LIMIT, CHANNEL_KINDS, CHANNELS_MAX, DEFAULT_LEVEL_ROLE_MODE, DEFAULT_LEVELUP_MODE,
                    DEFAULTS, GRANT_MAX, HISTORY_SOURCES, LEVEL_ROLE_MODES, LEVELUP_MODES, MAX_LEVEL, NAME_MAX,
                    REQUEST_AMOUNT_MAX, REQUEST_REASON_MAX, REQUESTS_PENDING_MAX, STAFF_ROLES_MAX, STARTING_XP_MAX,
@@ -199,6 +202,11 @@ _CHARACTER_FROM = "characters c JOIN users u USING (guild_id, user_id)"
 # $n: True, only retired characters; False, only those in play; NULL, both.
 _RETIRED_FILTER = "(${0}::boolean IS NULL OR (c.retired_at IS NOT NULL) = ${0})"
 SIGN_CHUNK = 2000  # names signed per round trip (sign_names)
+# Guilds with at least NAME_INDEX_MIN characters keep their names' signatures in memory for
+# misspelt-name lookups (name_index.py), NAME_INDEX_MAX names at most over all guilds (the
+# least recently used go first); smaller guilds are asked again after NAME_INDEX_RECHECK s.
+NAME_INDEX_MIN, NAME_INDEX_MAX, NAME_INDEX_RECHECK = 2_000, 1_000_000, 600
+NAME_INDEX_CHUNK = 500  # names read and indexed per step: the event loop runs in between
 KEEP: Any = object()  # edit_character: leave this value as it is
 # The names a misspelling could be of ($1 guild, $2 owner or NULL, $3 retired filter): those
 # of a length from $4 to $5 whose letter signature shares enough bits with $6 ($7: how many,
@@ -216,6 +224,11 @@ _CLOSE_CANDIDATES = f"""
 
 async def _init_connection(con: asyncpg.Connection) -> None:
     await con.set_type_codec("jsonb", schema="pg_catalog", encoder=json.dumps, decoder=json.loads)
+
+
+async def _iterate(rows: list) -> Any:
+    for row in rows:
+        yield row
 
 
 def _close_ids(text: str, rows: list) -> list[int]:
@@ -245,6 +258,10 @@ class Database:
         self.pool: asyncpg.Pool | None = None
         # Called with the guild id after this process changed that guild's config.
         self.config_changed: list[Callable[[int], None]] = []
+        self._name_indexes: OrderedDict[int, GuildNames] = OrderedDict()  # most recently used last
+        self._name_index_small: dict[int, float] = {}  # guild -> when to count its characters again
+        self._name_index_loads: dict[int, asyncio.Task] = {}
+        self._name_index_locks: dict[int, asyncio.Lock] = {}
 
     # -- lifecycle -------------------------------------------------------
 
@@ -528,10 +545,19 @@ class Database:
     async def _close_matches(self, guild_id: int, text: str, owner_id: int | None,
                              retired: bool | None) -> list[asyncpg.Record]:
         """The characters whose name `text` is a close misspelling of (rules.close_matches).
-        One index is read, not the table: its letter signatures drop every name that cannot
-        be close (rules.close_match_filter), and only the few left are compared by difflib.
-        Unsigned names (NULL) are always compared."""
+        Only names whose letter signature could be close are compared (rules.close_match_filter):
+        a large guild picks them from its in-memory index (name_index.py), any other guild, or
+        one whose index is still being built, from the database's signature index."""
         wanted = close_match_filter(text)
+        index = await self._name_index(guild_id)
+        if index is not None:
+            rows = await self.pool.fetch(
+                f"""SELECT {_CHARACTER_COLUMNS} FROM {_CHARACTER_FROM}
+                     WHERE c.guild_id = $1 AND c.id = ANY($2) AND ($3::bigint IS NULL OR c.user_id = $3)
+                       AND {_RETIRED_FILTER.format(4)} ORDER BY c.id""",
+                guild_id, index.candidates(wanted), owner_id, retired)
+            ids = set(_close_ids(text, rows))
+            return [r for r in rows if r["id"] in ids]
         low, high = wanted.lengths
         names = await self.pool.fetch(_CLOSE_CANDIDATES, guild_id, owner_id, retired, low, high,
                                       asyncpg.BitString(wanted.signature), list(wanted.needs))
@@ -541,6 +567,67 @@ class Database:
             return []
         return await self.pool.fetch(
             f"SELECT {_CHARACTER_COLUMNS} FROM {_CHARACTER_FROM} WHERE c.id = ANY($1) ORDER BY c.id", ids)
+
+    async def _name_index(self, guild_id: int) -> GuildNames | None:
+        """The guild's in-memory name index, brought up to date; None when the guild is small
+        or its index is being built (in the background: this lookup doesn't wait)."""
+        index = self._name_indexes.get(guild_id)
+        if index is None:
+            if self._name_index_small.get(guild_id, 0.0) <= time.monotonic() and guild_id not in self._name_index_loads:
+                task = asyncio.get_running_loop().create_task(self._build_name_index(guild_id))
+                self._name_index_loads[guild_id] = task
+                task.add_done_callback(lambda _: self._name_index_loads.pop(guild_id, None))
+            return None
+        self._name_indexes.move_to_end(guild_id)
+        async with self._name_index_locks.setdefault(guild_id, asyncio.Lock()):
+            async with self.pool.acquire() as con:
+                await self._read_names(con, guild_id, index)
+        return index
+
+    async def _build_name_index(self, guild_id: int) -> None:
+        try:
+            count = await self.pool.fetchval("SELECT count(*) FROM characters WHERE guild_id = $1", guild_id)
+            if count < NAME_INDEX_MIN:
+                self._name_index_small[guild_id] = time.monotonic() + NAME_INDEX_RECHECK
+                return
+            index = GuildNames()
+            async with self.pool.acquire() as con, con.transaction():
+                await self._read_names(con, guild_id, index)
+            self._name_index_small.pop(guild_id, None)
+            self._name_indexes[guild_id] = index
+            while sum(map(len, self._name_indexes.values())) > NAME_INDEX_MAX and len(self._name_indexes) > 1:
+                self._name_indexes.popitem(last=False)
+        except Exception as e:  # lookups go on through the database; the next one tries again
+            log.warning("Building the name index of guild %d failed: %s", guild_id, type(e).__name__)
+
+    @staticmethod
+    async def _read_names(con: asyncpg.Connection, guild_id: int, index: GuildNames) -> None:
+        """Put into `index` every name of the guild written by a transaction from its
+        watermark on, and move the watermark to the oldest transaction still running when
+        they were read: whatever commits later has an id at least that, so it is read next
+        time. Read in chunks through a cursor (in a transaction) when there are many."""
+        query = """WITH horizon AS MATERIALIZED (SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint AS xmin)
+                   SELECT h.xmin, c.id, c.name, c.name_length, c.name_letters
+                     FROM horizon h LEFT JOIN characters c ON c.guild_id = $1 AND c.name_xid >= $2::text::xid8"""
+        rows = (con.cursor(query, guild_id, str(index.watermark), prefetch=NAME_INDEX_CHUNK)
+                if con.is_in_transaction() else _iterate(await con.fetch(query, guild_id, str(index.watermark))))
+        batch: list[tuple[int, int, int]] = []
+        xmin = index.watermark
+        async for r in rows:
+            xmin = r["xmin"]
+            if r["id"] is None:
+                continue
+            if r["name_letters"] is None:
+                signature, length = letter_signature(r["name"])
+                batch.append((r["id"], length, signature_bits(signature)))
+            else:
+                batch.append((r["id"], r["name_length"], int.from_bytes(r["name_letters"].bytes, "big")))
+            if len(batch) >= NAME_INDEX_CHUNK:
+                index.put(batch)
+                batch = []
+                await asyncio.sleep(0)
+        index.put(batch)
+        index.watermark = xmin
 
     async def sign_names(self, guild_id: int | None = None) -> int:
         """Give every unsigned name (of the guild, or all guilds) its letter signature; a name

@@ -93,6 +93,10 @@ CREATE INDEX IF NOT EXISTS characters_guild_name_idx ON characters (guild_id, lo
 -- a match.
 ALTER TABLE characters ADD COLUMN IF NOT EXISTS name_letters bit(128);
 ALTER TABLE characters ADD COLUMN IF NOT EXISTS name_length smallint;
+-- The transaction that last wrote the name: a process keeping a guild's signatures in memory
+-- re-reads only the names written since it last looked (name_index.py).
+ALTER TABLE characters ADD COLUMN IF NOT EXISTS name_xid xid8 NOT NULL DEFAULT pg_current_xact_id();
+CREATE INDEX IF NOT EXISTS characters_guild_name_xid_idx ON characters (guild_id, name_xid);
 CREATE INDEX IF NOT EXISTS characters_guild_letters_idx
     ON characters (guild_id, name_length) INCLUDE (name_letters, user_id, retired_at, name);
 CREATE INDEX IF NOT EXISTS characters_unsigned_idx ON characters (guild_id, id) WHERE name_letters IS NULL;
@@ -100,6 +104,7 @@ CREATE OR REPLACE FUNCTION characters_unsign() RETURNS trigger LANGUAGE plpgsql 
 BEGIN
     NEW.name_letters := NULL;  -- the old name's: Database.sign_names signs the new one
     NEW.name_length := NULL;
+    NEW.name_xid := pg_current_xact_id();
     RETURN NEW;
 END
 $$;

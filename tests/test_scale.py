@@ -5,6 +5,7 @@ letter signature could be close (rules.close_match_filter): these tests compare 
 difflib over every name of the guild, for names of every kind, signed or not."""
 from __future__ import annotations
 
+import asyncio
 import random
 import string
 
@@ -79,8 +80,22 @@ async def outcome(db: Database, guild: int, text: str) -> tuple:
         return ("none",)
 
 
+async def in_memory(db: Database, guild: int) -> None:
+    """Make the guild's lookups go through its in-memory index (name_index.py), built now."""
+    database.NAME_INDEX_MIN = 1
+    assert await db._name_index(guild) is None  # the first lookup starts the build...
+    await asyncio.gather(*db._name_index_loads.values())
+    assert await db._name_index(guild) is not None  # ...and later ones use it
+
+
+@pytest.fixture(autouse=True)
+def restore_limits(monkeypatch):
+    monkeypatch.setattr(database, "NAME_INDEX_MIN", database.NAME_INDEX_MIN)
+
+
+@pytest.mark.parametrize("where", ["database", "memory"])
 @pytest.mark.parametrize("signed", ["all signed", "half signed", "none signed"])
-async def test_a_misspelt_name_finds_exactly_what_difflib_over_every_name_finds(db, signed):
+async def test_a_misspelt_name_finds_exactly_what_difflib_over_every_name_finds(db, signed, where):
     rng = random.Random(17)
     by_id = await fill(db, G, fantasy_names(600, rng) + ODD_NAMES)
     await fill(db, G2, ["Thalia", "Brannoc"])  # another guild's names are never offered
@@ -90,6 +105,8 @@ async def test_a_misspelt_name_finds_exactly_what_difflib_over_every_name_finds(
         await db.pool.execute("UPDATE characters SET name_letters = NULL, name_length = NULL "
                               "WHERE guild_id = $1 AND id % 2 = 0", G)
         assert await db.pool.fetchval("SELECT count(*) FROM characters WHERE name_letters IS NULL") > 250
+    if where == "memory":
+        await in_memory(db, G)
     lowered = {n.lower() for n in by_id.values()} | {n.casefold() for n in by_id.values()}
     texts = [typo(rng.choice(list(by_id.values())), rng) for _ in range(400)]
     texts += ["Thalia", "Brannoc", "zzzz", "q", "Straße", "Zoe Strasse", "Stephen", "Ольгa", "李小", "aaaaaaaaaa",
@@ -173,3 +190,29 @@ def test_the_filter_never_drops_a_name_difflib_would_accept():
         assert shared >= wanted.needs[length - low], (text, name)
         checked += 1
     assert checked > 1000
+
+
+async def test_the_in_memory_index_sees_every_name_written_since_and_in_whatever_order_they_commit(db, database_url):
+    await fill(db, G, ["Seraphina", "Bramwell", "Corwin"])
+    await in_memory(db, G)
+    async with Database(database_url, max_size=2) as other:  # another process
+        luna = await other.create_character(G, 50, "Lunaria")
+        assert (await db.find_character(G, "Lunarai")).id == luna.id
+        await other.edit_character(G, luna.id, owner_id=50, name="Selenia")
+        assert (await db.find_character(G, "Selenai")).id == luna.id
+        with pytest.raises(CharacterNotFound):
+            await db.find_character(G, "Lunarai")  # the old name is gone
+        slow = await other.pool.acquire()  # a rename that commits after a later one
+        try:
+            transaction = slow.transaction()
+            await transaction.start()
+            await slow.execute("UPDATE characters SET name = 'Morgause' WHERE name = 'Corwin'")
+            await other.create_character(G, 51, "Tristane")
+            assert (await db.find_character(G, "Tristan")).name == "Tristane"  # read past the slow one
+            await transaction.commit()
+        finally:
+            await other.pool.release(slow)
+        assert (await db.find_character(G, "Morguase")).name == "Morgause"
+        await other.delete_character(G, 51, (await other.find_character(G, "Tristane")).id)
+        with pytest.raises(CharacterNotFound):
+            await db.find_character(G, "Tristan")
