@@ -983,14 +983,24 @@ class Database:
             """SELECT * FROM xp_requests WHERE guild_id = $1 AND status = 'pending'
                ORDER BY created_at, id LIMIT $2""", guild_id, limit)
 
-    async def leaderboard(self, guild_id: int, *, page: int = 0,
-                          per_page: int = 10) -> tuple[list[Character], int]:
-        """One page of the guild's characters by XP (ties: oldest first), and how many there are."""
+    async def leaderboard(self, guild_id: int, *, page: int = 0, per_page: int = 10,
+                          after: tuple[int, int] | None = None,
+                          before: tuple[int, int] | None = None) -> tuple[list[Character], int]:
+        """One page of the guild's characters in play by XP (ties: oldest first), and how
+        many there are. `after` / `before` (xp, id) of a row: the page right after or before
+        it, read from the index at any depth; otherwise page number `page`."""
+        ranked = "SELECT c.*, false AS active FROM characters c WHERE c.guild_id = $1 AND c.retired_at IS NULL"
         async with self.pool.acquire() as con:
-            rows = await con.fetch(
-                """SELECT c.*, false AS active FROM characters c WHERE c.guild_id = $1 AND c.retired_at IS NULL
-                   ORDER BY c.xp DESC, c.id LIMIT $2 OFFSET $3""",
-                guild_id, per_page, max(page, 0) * per_page)
+            if after is not None:
+                rows = await con.fetch(f"{ranked} AND (-c.xp, c.id) > (-$2::bigint, $3::bigint) "
+                                       "ORDER BY -c.xp, c.id LIMIT $4", guild_id, *after, per_page)
+            elif before is not None:
+                rows = await con.fetch(f"{ranked} AND (-c.xp, c.id) < (-$2::bigint, $3::bigint) "
+                                       "ORDER BY -c.xp DESC, c.id DESC LIMIT $4", guild_id, *before, per_page)
+                rows = rows[::-1]
+            else:
+                rows = await con.fetch(f"{ranked} ORDER BY -c.xp, c.id LIMIT $2 OFFSET $3",
+                                       guild_id, per_page, max(page, 0) * per_page)
             total = await con.fetchval(
                 "SELECT count(*) FROM characters WHERE guild_id = $1 AND retired_at IS NULL", guild_id)
         return [Character.from_row(r) for r in rows], total

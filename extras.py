@@ -94,38 +94,50 @@ async def xp_leaderboard(interaction: discord.Interaction):
 
 
 class LeaderboardButton(Guarded, discord.ui.DynamicItem[discord.ui.Button],
-                        template=r"xp:lb:(?P<page>\d{1,6}):(?P<dir>prev|next)"):
-    def __init__(self, page: int, direction: str, disabled: bool = False):
+                        template=r"xp:lb:(?P<page>\d{1,6}):(?P<dir>prev|next)(?::(?P<xp>\d{1,13}):(?P<id>\d{1,19}))?"):
+    """Previous/next page. It carries the page number and the (xp, id) of the row it pages
+    from, so the next page is read right after that row at any depth (buttons of older
+    messages, without one, page by number)."""
+
+    def __init__(self, page: int, direction: str, anchor: tuple[int, int] | None = None, disabled: bool = False):
+        where = f":{anchor[0]}:{anchor[1]}" if anchor else ""
         super().__init__(discord.ui.Button(label="◀ Previous" if direction == "prev" else "Next ▶",
                                            style=discord.ButtonStyle.secondary, disabled=disabled,
-                                           custom_id=f"xp:lb:{page}:{direction}"))
-        self.page = page
+                                           custom_id=f"xp:lb:{page}:{direction}{where}"))
+        self.page, self.direction, self.anchor = page, direction, anchor
 
     @classmethod
     async def from_custom_id(cls, interaction, item, match: re.Match):
-        return cls(int(match["page"]), match["dir"])
+        anchor = (int(match["xp"]), int(match["id"])) if match["xp"] else None
+        return cls(int(match["page"]), match["dir"], anchor)
 
     async def run(self, interaction: discord.Interaction) -> None:
-        embed, view = await leaderboard_page(interaction, self.page)
+        embed, view = await leaderboard_page(interaction, self.page, **(
+            {"after" if self.direction == "next" else "before": self.anchor} if self.anchor else {}))
         await interaction.response.edit_message(embed=embed, view=view)
 
 
-async def leaderboard_page(interaction: discord.Interaction, page: int):
+async def leaderboard_page(interaction: discord.Interaction, page: int, **anchor: tuple[int, int]):
     guild_id = guild_id_of(interaction)
     db = db_of(interaction)
-    characters, total = await db.leaderboard(guild_id, page=page, per_page=PAGE_SIZE)
+    characters, total = await db.leaderboard(guild_id, page=page, per_page=PAGE_SIZE, **anchor)
     pages = max(1, -(-total // PAGE_SIZE))
     page = min(page, pages - 1)
-    if not characters and page > 0:
+    if "before" in anchor and len(characters) < PAGE_SIZE:  # ranks changed: back to the start
+        page = 0
+        characters, _ = await db.leaderboard(guild_id, page=page, per_page=PAGE_SIZE)
+    elif not characters and page > 0:  # the rows after it are gone: the (new) last page
         characters, _ = await db.leaderboard(guild_id, page=page, per_page=PAGE_SIZE)
     lines = [f"**{page * PAGE_SIZE + i + 1}.** {shown(c.name)} · level {c.level} · "
              f"{c.xp:,} XP · <@{c.user_id}>" for i, c in enumerate(characters)]
     embed = discord.Embed(title="Leaderboard", colour=COLOUR,
                           description="\n".join(lines) or "No characters yet: `/xp_create` makes one.")
     embed.set_footer(text=f"Page {page + 1} of {pages} · {total:,} characters")
+    first, last = ((characters[0].xp, characters[0].id), (characters[-1].xp, characters[-1].id)) if characters \
+        else (None, None)
     view = discord.ui.View(timeout=None)
-    view.add_item(LeaderboardButton(max(page - 1, 0), "prev", disabled=page == 0))
-    view.add_item(LeaderboardButton(min(page + 1, pages - 1, PAGE_MAX), "next", disabled=page >= pages - 1))
+    view.add_item(LeaderboardButton(max(page - 1, 0), "prev", first, disabled=page == 0))
+    view.add_item(LeaderboardButton(min(page + 1, pages - 1, PAGE_MAX), "next", last, disabled=page >= pages - 1))
     return embed, view
 
 

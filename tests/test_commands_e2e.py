@@ -232,8 +232,13 @@ async def test_leaderboard_pages_and_history_and_export(w):
         await w.db.grant_xp(w.guild.id, c.id, 100 * (i + 1), granted_by=w.mod.id)
     board = await w.run(w.alice, "xp_leaderboard")
     assert "**1.** C11" in board.embeds[0]["description"] and "Page 1 of 2" in board.embeds[0]["footer"]["text"]
-    nxt = await w.fake.click(board, next(c for c in board.components if c.endswith(":next")), w.alice)
+    nxt = await w.fake.click(board, next(c for c in board.components if ":next" in c), w.alice)
     assert "**11.** C01" in nxt.embeds[0]["description"] and not nxt.pings
+    assert "Page 2 of 2" in nxt.embeds[0]["footer"]["text"]
+    back = await w.fake.click(nxt, next(c for c in nxt.components if ":prev" in c), w.alice)
+    assert back.embeds[0]["description"] == board.embeds[0]["description"]
+    from extras import LeaderboardButton  # buttons of messages from before anchors still page
+    assert LeaderboardButton.__discord_ui_compiled_template__.fullmatch("xp:lb:1:next")
     luna = await w.db.create_character(w.guild.id, w.alice.id, "Luna")
     await w.db.grant_xp(w.guild.id, luna.id, 5, granted_by=w.mod.id, reason="welcome")
     history = await w.run(w.alice, "xp_history", {"character": "Luna"})
