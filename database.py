@@ -1002,7 +1002,7 @@ class Database:
                 rows = await con.fetch(f"{ranked} ORDER BY -c.xp, c.id LIMIT $2 OFFSET $3",
                                        guild_id, per_page, max(page, 0) * per_page)
             total = await con.fetchval(
-                "SELECT count(*) FROM characters WHERE guild_id = $1 AND retired_at IS NULL", guild_id)
+                "SELECT COALESCE((SELECT in_play FROM guild_character_counts WHERE guild_id = $1), 0)", guild_id)
         return [Character.from_row(r) for r in rows], total
 
     # -- level roles -------------------------------------------------------------------

@@ -19,7 +19,7 @@ from local_postgres import LocalPostgres, throwaway_server
 
 TABLES = ("config", "users", "characters", "xp_grants", "processed_messages", "settings_log", "xp_requests",
           "level_roles", "level_role_members", "level_role_failures",
-          "quests", "quest_dms", "quest_pcs", "quest_monsters")  # all of ours
+          "quests", "quest_dms", "quest_pcs", "quest_monsters", "guild_character_counts")  # all of ours
 STATE_TABLES = tuple(t for t in TABLES if t != "processed_messages")  # without the delivery log
 
 # -- servers and databases ------------------------------------------------------------------

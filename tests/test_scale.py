@@ -216,3 +216,51 @@ async def test_the_in_memory_index_sees_every_name_written_since_and_in_whatever
         await other.delete_character(G, 51, (await other.find_character(G, "Tristane")).id)
         with pytest.raises(CharacterNotFound):
             await db.find_character(G, "Tristan")
+
+
+async def test_the_leaderboard_total_kept_by_the_database_equals_a_count_through_everything(db, database_url):
+    async def agree() -> None:
+        kept = {r["guild_id"]: r["in_play"] for r in await db.pool.fetch(
+            "SELECT guild_id, in_play FROM guild_character_counts WHERE in_play > 0")}
+        counted = {r["guild_id"]: r["n"] for r in await db.pool.fetch(
+            "SELECT guild_id, count(*) AS n FROM characters WHERE retired_at IS NULL GROUP BY guild_id")}
+        assert kept == counted
+        for guild in (G, G2):
+            assert (await db.leaderboard(guild))[1] == counted.get(guild, 0)
+
+    rng = random.Random(8)
+    await fill(db, G, fantasy_names(300, rng))
+    made = [await db.create_character(G2, 900 + i, f"Hero {i}") for i in range(6)]
+    await agree()
+    await db.retire_character(G2, made[0].id, owner_id=None)
+    await db.retire_character(G2, made[1].id, owner_id=None)
+    await db.unretire_character(G2, made[1].id, owner_id=None)
+    await db.delete_character(G2, 902, made[2].id)
+    await db.retire_character(G2, made[3].id, owner_id=None)
+    await db.delete_character(G2, 903, made[3].id)  # a retired one: the total doesn't move
+    await agree()
+    await db.purge_player(G, 5)
+    await db.import_guild(G2, {"char_per_rp": 240}, [(950, "UTC", None, "Imported")],
+                          [(950, 0, "Imported", 10, 0, 0, 0, None, None, False),
+                           (950, 1, "Gone", 5, 0, 0, 0, None, None, True)])
+    await agree()
+    async with Database(database_url, max_size=4) as other:  # two processes creating and retiring at once
+        await asyncio.gather(*(d.create_character(G2, 1000 + i, f"Twin {i}") for i, d in
+                               enumerate([db, other] * 10)))
+        twins = [c for c in await db.pool.fetch("SELECT id FROM characters WHERE name LIKE 'Twin %'")]
+        await asyncio.gather(*(d.retire_character(G2, t["id"], owner_id=None)
+                               for d, t in zip([other, db] * 5, twins[:10])))
+    await agree()
+    await db.pool.execute("TRUNCATE characters CASCADE")
+    await agree()
+
+
+async def test_an_older_database_gets_its_totals_counted_and_its_names_signed_in_place(db):
+    rng = random.Random(9)
+    await fill(db, G, fantasy_names(50, rng))
+    await db.pool.execute("UPDATE characters SET retired_at = now() WHERE id % 5 = 0")
+    await db.pool.execute("DROP TABLE guild_character_counts")  # as before version 6
+    await db.apply_schema()
+    assert (await db.leaderboard(G))[1] == 40
+    assert await db.sign_names() == 50  # what the bot does at start-up
+    assert await db.pool.fetchval("SELECT count(*) FROM characters WHERE name_letters IS NULL") == 0
