@@ -13,6 +13,7 @@ import json
 import logging
 import os
 import time
+import zlib
 from collections import OrderedDict
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -207,6 +208,7 @@ SIGN_CHUNK = 2000  # names signed per round trip (sign_names)
 # least recently used go first); smaller guilds are asked again after NAME_INDEX_RECHECK s.
 NAME_INDEX_MIN, NAME_INDEX_MAX, NAME_INDEX_RECHECK = 2_000, 1_000_000, 600
 NAME_INDEX_CHUNK = 500  # names read and indexed per step: the event loop runs in between
+CONTAINS_SCAN_MAX = 2_000  # autocomplete reads a guild's names for "contains" below this many
 KEEP: Any = object()  # edit_character: leave this value as it is
 # The names a misspelling could be of ($1 guild, $2 owner or NULL, $3 retired filter): those
 # of a length from $4 to $5 whose letter signature shares enough bits with $6 ($7: how many,
@@ -224,6 +226,14 @@ _CLOSE_CANDIDATES = f"""
 
 async def _init_connection(con: asyncpg.Connection) -> None:
     await con.set_type_codec("jsonb", schema="pg_catalog", encoder=json.dumps, decoder=json.loads)
+
+
+def _trigram_keys(guild_id: int, lowered: str) -> list[int]:
+    """The index keys of a lower-cased name's (or typed text's) three-letter runs in this guild:
+    a name containing the text has every one of the text's keys (different runs may share a
+    key: that costs a candidate, never a match)."""
+    runs = {lowered[i:i + 3] for i in range(len(lowered) - 2)}
+    return sorted({zlib.crc32(f"{guild_id}:{run}".encode()) - 2 ** 31 for run in runs})
 
 
 async def _iterate(rows: list) -> Any:
@@ -639,11 +649,14 @@ class Database:
                     ORDER BY guild_id, id LIMIT $4""", guild_id, *after, SIGN_CHUNK):
             signatures = [letter_signature(r["name"]) for r in rows]
             await self.pool.execute(
-                """UPDATE characters c SET name_letters = s.bits::bit(128), name_length = s.length
-                     FROM unnest($1::bigint[], $2::text[], $3::text[], $4::smallint[]) AS s (id, name, bits, length)
+                """UPDATE characters c SET name_letters = s.bits::bit(128), name_length = s.length,
+                                          name_trigrams = string_to_array(s.grams, ',')::int[]
+                     FROM unnest($1::bigint[], $2::text[], $3::text[], $4::smallint[], $5::text[])
+                          AS s (id, name, bits, length, grams)
                     WHERE c.id = s.id AND c.name = s.name""",
                 [r["id"] for r in rows], [r["name"] for r in rows], [b for b, _ in signatures],
-                [n for _, n in signatures])
+                [n for _, n in signatures],
+                [",".join(map(str, _trigram_keys(r["guild_id"], r["name"].lower()))) for r in rows])
             signed += len(rows)
             after = (rows[-1]["guild_id"], rows[-1]["id"])
             await asyncio.sleep(0)
@@ -652,21 +665,35 @@ class Database:
     async def character_choices(self, guild_id: int, query: str, owner_id: int | None = None, *,
                                 retired: bool | None = False, limit: int = AUTOCOMPLETE_LIMIT) -> list[Character]:
         """Autocomplete: names starting with, then containing, what was typed. The names that
-        start with it come through an index; the guild is scanned for the others only when
-        those don't fill the list."""
+        start with it come through the name index. Those containing it are looked for only
+        when those don't fill the list: among the player's own characters, or a small guild's,
+        by reading them; in a large guild, through the index of name trigrams (three letters
+        typed or more: with fewer, the names starting with them are the choices)."""
         typed = searchable(query).strip().lower()[:NAME_MAX]
-        where = (f"c.guild_id = $1 AND ($4::bigint IS NULL OR c.user_id = $4) AND {_RETIRED_FILTER.format(5)}")
+        owner = "c.user_id = $4" if owner_id is not None else "$4::bigint IS NULL"
+        where = f"c.guild_id = $1 AND {owner} AND {_RETIRED_FILTER.format(5)}"
         rows = await self.pool.fetch(
             f"""SELECT {_CHARACTER_COLUMNS} FROM {_CHARACTER_FROM}
                 WHERE {where} AND lower(c.name) LIKE $2 || '%'
                 ORDER BY lower(c.name), c.id LIMIT $3""", guild_id, _like_escape(typed), limit, owner_id, retired)
-        if len(rows) < limit and typed:
-            rows += await self.pool.fetch(
-                f"""SELECT {_CHARACTER_COLUMNS} FROM {_CHARACTER_FROM}
-                    WHERE {where} AND lower(c.name) LIKE '%' || $2 || '%' AND NOT starts_with(lower(c.name), $6)
-                    ORDER BY lower(c.name), c.id LIMIT $3""",
-                guild_id, _like_escape(typed), limit - len(rows), owner_id, retired, typed)
+        if len(rows) >= limit or not typed:
+            return [Character.from_row(r) for r in rows]
+        contains = f"""SELECT {_CHARACTER_COLUMNS} FROM {_CHARACTER_FROM}
+                       WHERE {where} AND lower(c.name) LIKE '%' || $2 || '%' AND NOT starts_with(lower(c.name), $6)"""
+        arguments = [guild_id, _like_escape(typed), limit - len(rows), owner_id, retired, typed]
+        if owner_id is None and await self._in_play(guild_id) >= CONTAINS_SCAN_MAX:
+            grams = _trigram_keys(guild_id, typed)
+            if not grams:
+                return [Character.from_row(r) for r in rows]
+            contains += " AND (c.name_trigrams @> $7::int[] OR c.name_letters IS NULL)"
+            arguments.append(grams)
+        rows += await self.pool.fetch(f"{contains} ORDER BY lower(c.name), c.id LIMIT $3", *arguments)
         return [Character.from_row(r) for r in rows]
+
+    async def _in_play(self, guild_id: int) -> int:
+        """How many characters the guild has in play (kept by the database)."""
+        return await self.pool.fetchval(
+            "SELECT COALESCE((SELECT in_play FROM guild_character_counts WHERE guild_id = $1), 0)", guild_id)
 
     async def set_active(self, guild_id: int, user_id: int, character_id: int) -> Character:
         row = await self.pool.fetchrow(
@@ -1001,9 +1028,7 @@ class Database:
             else:
                 rows = await con.fetch(f"{ranked} ORDER BY -c.xp, c.id LIMIT $2 OFFSET $3",
                                        guild_id, per_page, max(page, 0) * per_page)
-            total = await con.fetchval(
-                "SELECT COALESCE((SELECT in_play FROM guild_character_counts WHERE guild_id = $1), 0)", guild_id)
-        return [Character.from_row(r) for r in rows], total
+        return [Character.from_row(r) for r in rows], await self._in_play(guild_id)
 
     # -- level roles -------------------------------------------------------------------
 

@@ -100,10 +100,16 @@ CREATE INDEX IF NOT EXISTS characters_guild_name_xid_idx ON characters (guild_id
 CREATE INDEX IF NOT EXISTS characters_guild_letters_idx
     ON characters (guild_id, name_length) INCLUDE (name_letters, user_id, retired_at, name);
 CREATE INDEX IF NOT EXISTS characters_unsigned_idx ON characters (guild_id, id) WHERE name_letters IS NULL;
+-- Autocomplete in a large guild: the keys of each name's three-letter runs (written with the
+-- signature; database.py, _trigram_keys), so "names containing what was typed" is an index
+-- lookup, not a read of the whole guild.
+ALTER TABLE characters ADD COLUMN IF NOT EXISTS name_trigrams int[];
+CREATE INDEX IF NOT EXISTS characters_name_trigrams_idx ON characters USING gin (name_trigrams);
 CREATE OR REPLACE FUNCTION characters_unsign() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     NEW.name_letters := NULL;  -- the old name's: Database.sign_names signs the new one
     NEW.name_length := NULL;
+    NEW.name_trigrams := NULL;
     NEW.name_xid := pg_current_xact_id();
     RETURN NEW;
 END

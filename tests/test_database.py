@@ -560,6 +560,10 @@ async def test_database_reads_database_url_and_connect_is_a_connection_check(mon
     ("config_pkey", "SELECT * FROM config WHERE guild_id = 1"),
 ])
 async def test_lookups_made_per_message_or_command_use_an_index(db, indexes, plan_query):
+    await db.pool.execute(  # some rows, so that costs tell the indexes apart
+        """INSERT INTO users (guild_id, user_id) SELECT g % 3, g FROM generate_series(1, 3000) g;
+           INSERT INTO characters (guild_id, user_id, name) SELECT g % 3, g, 'C' || g FROM generate_series(1, 3000) g;
+           ANALYZE""")
     async with db.pool.acquire() as con:
         await con.execute("SET enable_seqscan = off")
         plan = "\n".join(r[0] for r in await con.fetch("EXPLAIN " + plan_query))

@@ -264,3 +264,28 @@ async def test_an_older_database_gets_its_totals_counted_and_its_names_signed_in
     assert (await db.leaderboard(G))[1] == 40
     assert await db.sign_names() == 50  # what the bot does at start-up
     assert await db.pool.fetchval("SELECT count(*) FROM characters WHERE name_letters IS NULL") == 0
+
+
+async def test_autocomplete_in_a_large_guild_finds_through_the_trigram_index_what_reading_every_name_finds(
+        db, monkeypatch):
+    rng = random.Random(11)
+    names = fantasy_names(800, rng) + ODD_NAMES
+    await fill(db, G, names)
+    await db.sign_names()
+    await db.pool.execute("UPDATE characters SET name_letters = NULL, name_trigrams = NULL WHERE id % 9 = 0")
+    typed = [n[i:i + k] for n in rng.sample(names, 120) for k in (3, 4, 6) for i in (1, 2)
+             if len(n[i:i + k].strip()) >= 3] + ["aer", "Straß", "льг", "zzz", "on t"]
+    for text in typed:
+        monkeypatch.setattr(database, "CONTAINS_SCAN_MAX", 10 ** 9)
+        read_all = [c.id for c in await db.character_choices(G, text)]
+        monkeypatch.setattr(database, "CONTAINS_SCAN_MAX", 1)
+        assert [c.id for c in await db.character_choices(G, text)] == read_all, text
+    short = await db.character_choices(G, "qx")  # a large guild: two letters give what starts with them
+    assert all(c.name.lower().startswith("qx") for c in short)
+    await db.pool.execute("VACUUM ANALYZE characters")
+    async with db.pool.acquire() as con:
+        await con.execute("SET enable_seqscan = off")
+        plan = "\n".join(r[0] for r in await con.fetch(
+            "EXPLAIN SELECT id FROM characters c WHERE c.guild_id = $1 AND lower(c.name) LIKE '%ael%' "
+            "AND (c.name_trigrams @> $2::int[] OR c.name_letters IS NULL)", G, database._trigram_keys(G, "ael")))
+    assert "characters_name_trigrams_idx" in plan and "characters_unsigned_idx" in plan, plan
