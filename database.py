@@ -207,7 +207,7 @@ SIGN_CHUNK = 2000  # names signed per round trip (sign_names)
 # misspelt-name lookups (name_index.py), NAME_INDEX_MAX names at most over all guilds (the
 # least recently used go first); smaller guilds are asked again after NAME_INDEX_RECHECK s.
 NAME_INDEX_MIN, NAME_INDEX_MAX, NAME_INDEX_RECHECK = 2_000, 1_000_000, 600
-NAME_INDEX_CHUNK = 500  # names read and indexed per step: the event loop runs in between
+NAME_INDEX_CHUNK = 200  # names read and indexed per step: the event loop runs in between
 CONTAINS_SCAN_MAX = 2_000  # autocomplete reads a guild's names for "contains" below this many
 KEEP: Any = object()  # edit_character: leave this value as it is
 # The names a misspelling could be of ($1 guild, $2 owner or NULL, $3 retired filter): those
@@ -667,8 +667,9 @@ class Database:
         """Autocomplete: names starting with, then containing, what was typed. The names that
         start with it come through the name index. Those containing it are looked for only
         when those don't fill the list: among the player's own characters, or a small guild's,
-        by reading them; in a large guild, through the index of name trigrams (three letters
-        typed or more: with fewer, the names starting with them are the choices)."""
+        by reading them (the first by name); in a large guild, through the index of name
+        trigrams (three letters typed or more: with fewer, the names starting with them are
+        the choices), the first found."""
         typed = searchable(query).strip().lower()[:NAME_MAX]
         owner = "c.user_id = $4" if owner_id is not None else "$4::bigint IS NULL"
         where = f"c.guild_id = $1 AND {owner} AND {_RETIRED_FILTER.format(5)}"
@@ -685,9 +686,12 @@ class Database:
             grams = _trigram_keys(guild_id, typed)
             if not grams:
                 return [Character.from_row(r) for r in rows]
-            contains += " AND (c.name_trigrams @> $7::int[] OR c.name_letters IS NULL)"
-            arguments.append(grams)
-        rows += await self.pool.fetch(f"{contains} ORDER BY lower(c.name), c.id LIMIT $3", *arguments)
+            # Any of them will do (a large guild may have thousands): the first found, by name.
+            more = await self.pool.fetch(f"{contains} AND (c.name_trigrams @> $7::int[] OR c.name_letters IS NULL) "
+                                         "LIMIT $3", *arguments, grams)
+            rows += sorted(more, key=lambda r: (r["name"].lower(), r["id"]))
+        else:
+            rows += await self.pool.fetch(f"{contains} ORDER BY lower(c.name), c.id LIMIT $3", *arguments)
         return [Character.from_row(r) for r in rows]
 
     async def _in_play(self, guild_id: int) -> int:
