@@ -236,6 +236,11 @@ def _trigram_keys(guild_id: int, lowered: str) -> list[int]:
     return sorted({zlib.crc32(f"{guild_id}:{run}".encode()) - 2 ** 31 for run in runs})
 
 
+async def _matched(text: str, rows: list) -> list[int]:
+    """_close_ids, in a thread when there are enough names to hold the event loop."""
+    return await asyncio.to_thread(_close_ids, text, rows) if len(rows) > 100 else _close_ids(text, rows)
+
+
 async def _iterate(rows: list) -> Any:
     for row in rows:
         yield row
@@ -566,13 +571,12 @@ class Database:
                      WHERE c.guild_id = $1 AND c.id = ANY($2) AND ($3::bigint IS NULL OR c.user_id = $3)
                        AND {_RETIRED_FILTER.format(4)} ORDER BY c.id""",
                 guild_id, index.candidates(wanted), owner_id, retired)
-            ids = set(_close_ids(text, rows))
+            ids = set(await _matched(text, rows))
             return [r for r in rows if r["id"] in ids]
         low, high = wanted.lengths
         names = await self.pool.fetch(_CLOSE_CANDIDATES, guild_id, owner_id, retired, low, high,
                                       asyncpg.BitString(wanted.signature), list(wanted.needs))
-        ids = (await asyncio.to_thread(_close_ids, text, names) if len(names) > 200
-               else _close_ids(text, names))
+        ids = await _matched(text, names)
         if not ids:
             return []
         return await self.pool.fetch(
