@@ -275,11 +275,12 @@ async def test_an_export_left_unfinished_gives_its_connection_back(db):
     assert db.pool.get_idle_size() == db.pool.get_size()
 
 
-async def test_an_export_that_fails_leaves_no_file(tmp_path):
+async def test_an_export_that_fails_leaves_no_file(db, database_url, tmp_path):
     target = tmp_path / "out.json"
-    done = migrate("--export", str(target), "--guild-id", str(G),
-                   "--database-url", "postgresql://postgres@127.0.0.1:1/x")
-    assert done.returncode == 3 and list(tmp_path.iterdir()) == []
+    for guild, url in ((G, "postgresql://postgres@127.0.0.1:1/x"),  # no database: fails before writing
+                       (2**64, database_url)):  # not a guild id PostgreSQL can hold: fails while writing
+        done = migrate("--export", str(target), "--guild-id", str(guild), url=url)
+        assert done.returncode == 3 and "Database error" in done.stdout and list(tmp_path.iterdir()) == []
 
 async def test_other_guilds_and_players_outside_the_file_are_untouched(db, database_url):
     await db.create_character(OTHER_GUILD, 123456789012345678, "Luna")
