@@ -510,8 +510,9 @@ def encode_players(rows: list[asyncpg.Record]) -> tuple[bytes, int]:
 
 async def write_export(database: Database, guild_id: int, out: BinaryIO, chunk: int = EXPORT_CHUNK) -> int:
     """Write the guild's xp.json document to `out`, reading `chunk` rows at a time; memory
-    stays bounded by the chunk (and the largest player), and the event loop is let go between
-    chunks while each is encoded in a thread. Returns the number of players."""
+    stays bounded by the chunk (and the largest player). Each chunk is encoded on the event
+    loop (orjson: ~2 ms for 1,000 rows; a thread measured no shorter a block, and slower
+    overall), which is let go between chunks. Returns the number of players."""
     head = orjson.dumps(await export_settings(database, guild_id), option=orjson.OPT_INDENT_2)
     out.write(head[:-2])  # the entries go before its closing "\n}"
     players, held = 0, []
@@ -523,9 +524,10 @@ async def write_export(database: Database, guild_id: int, out: BinaryIO, chunk: 
                 cut -= 1
             held = rows[cut:]
             if cut:
-                data, count = await asyncio.to_thread(encode_players, rows[:cut])
+                data, count = encode_players(rows[:cut])
                 out.write(data)
                 players += count
+            await asyncio.sleep(0)
     data, count = encode_players(held)
     out.write(data + b"\n}\n")
     return players + count

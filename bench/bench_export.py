@@ -9,8 +9,8 @@ roles and level roles. Then each path exports it in a fresh subprocess of its ow
 their memory is measured apart:
 
 - whole: `export_document` + `json.dumps`, what `/xp_export` and `--export` did before;
-- stream: `write_export` (a cursor, `--chunk` rows per round trip, each chunk encoded in a
-  thread), what they do now.
+- stream: `write_export` (a cursor, `--chunk` rows per round trip, each chunk encoded with
+  orjson between them), what they do now.
 
 Each writes the file and reports its wall time, its peak RSS growth (VmHWM from
 /proc/self/status after the export minus VmRSS before it, the peak reset through
