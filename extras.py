@@ -15,8 +15,8 @@ from interactions import (COLOUR, CONFIRMATIONS, AnyCharacter, Confirmation, Gua
 
 PAGE_SIZE = 10  # leaderboard lines per page
 PAGE_MAX = 999_999  # pages a leaderboard button may name
-EXPORT_IN_MEMORY = 1 << 20  # bytes of an export kept in memory; a larger one is spooled to disk
 MIB = 1 << 20
+EXPORT_IN_MEMORY = MIB  # bytes of an export kept in memory; a larger one is spooled to disk
 
 
 @app_commands.command(name="xp_grant", description="Staff: add (or, negative, remove) XP")
