@@ -17,7 +17,7 @@ import zlib
 from collections import OrderedDict
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, AsyncIterator, Callable, Iterable, Sequence
 
 import asyncpg
 
@@ -209,6 +209,7 @@ SIGN_CHUNK = 2000  # names signed per round trip (sign_names)
 NAME_INDEX_MIN, NAME_INDEX_MAX, NAME_INDEX_RECHECK = 2_000, 1_000_000, 600
 NAME_INDEX_CHUNK = 200  # names read and indexed per step: the event loop runs in between
 CONTAINS_SCAN_MAX = 2_000  # autocomplete reads a guild's names for "contains" below this many
+EXPORT_CHUNK = 1000  # export rows (one per character) read per round trip
 KEEP: Any = object()  # edit_character: leave this value as it is
 # The names a misspelling could be of ($1 guild, $2 owner or NULL, $3 retired filter): those
 # of a length from $4 to $5 whose letter signature shares enough bits with $6 ($7: how many,
@@ -1240,15 +1241,27 @@ class Database:
                  FROM characters c WHERE c.guild_id = $1 AND c.user_id = ANY($2)""", guild_id, user_ids)
         return dict(row)
 
+    # Every player of the guild with each of their characters (one row each; a player without
+    # characters once, with id NULL), by player then age.
+    _EXPORT_ROWS = """SELECT u.user_id, u.timezone, u.last_xp_reset, u.active_character_id,
+                             c.id, c.name, c.xp, c.daily_xp, c.daily_hf, c.char_buffer, c.image_url,
+                             c.sheet_url, c.retired_at
+                        FROM users u LEFT JOIN characters c USING (guild_id, user_id)
+                       WHERE u.guild_id = $1 ORDER BY u.user_id, c.id"""
+
     async def export_players(self, guild_id: int) -> list[asyncpg.Record]:
-        """Every player of the guild with each of their characters (one row each; a player
-        without characters once, with id NULL), by player then age."""
-        return await self.pool.fetch(
-            """SELECT u.user_id, u.timezone, u.last_xp_reset, u.active_character_id,
-                      c.id, c.name, c.xp, c.daily_xp, c.daily_hf, c.char_buffer, c.image_url, c.sheet_url,
-                      c.retired_at
-                 FROM users u LEFT JOIN characters c USING (guild_id, user_id)
-                WHERE u.guild_id = $1 ORDER BY u.user_id, c.id""", guild_id)
+        """All of the guild's export rows at once (_EXPORT_ROWS)."""
+        return await self.pool.fetch(self._EXPORT_ROWS, guild_id)
+
+    async def export_player_rows(self, guild_id: int,
+                                 chunk: int = EXPORT_CHUNK) -> AsyncIterator[list[asyncpg.Record]]:
+        """The same rows as export_players, `chunk` at a time through a server-side cursor
+        (one snapshot): memory is bounded by the chunk, not by the guild. Close it (aclosing)
+        when not read to the end: it holds a connection until then."""
+        async with self.pool.acquire() as con, con.transaction(isolation="repeatable_read", readonly=True):
+            cursor = await con.cursor(self._EXPORT_ROWS, guild_id)
+            while rows := await cursor.fetch(chunk):
+                yield rows
 
     # -- quests --------------------------------------------------------------------------------
     # A quest is changed only while it is active, under a lock on its row (_lock_active_quest),

@@ -1,9 +1,8 @@
 """Beyond the basics: staff grants and their history, the leaderboard, the xp.json export."""
 from __future__ import annotations
 
-import io
-import json
 import re
+import tempfile
 
 import discord
 from discord import app_commands
@@ -16,6 +15,8 @@ from interactions import (COLOUR, CONFIRMATIONS, AnyCharacter, Confirmation, Gua
 
 PAGE_SIZE = 10  # leaderboard lines per page
 PAGE_MAX = 999_999  # pages a leaderboard button may name
+MIB = 1 << 20
+EXPORT_IN_MEMORY = MIB  # bytes of an export kept in memory; a larger one is spooled to disk
 
 
 @app_commands.command(name="xp_grant", description="Staff: add (or, negative, remove) XP")
@@ -149,11 +150,17 @@ async def leaderboard_page(interaction: discord.Interaction, page: int, **anchor
 @app_commands.checks.cooldown(*rules.COOLDOWNS["xp_export"], key=lambda i: i.guild_id)
 async def xp_export(interaction: discord.Interaction):
     await begin(interaction)
-    document = await migrate_to_postgres.export_document(db_of(interaction), guild_id_of(interaction))
-    data = (json.dumps(document, indent=2, ensure_ascii=False) + "\n").encode("utf-8")
-    players = migrate_to_postgres.player_count(document)
-    await reply(interaction, f"{players} players exported, in the format `migrate_to_postgres.py` reads.",
-                file=discord.File(io.BytesIO(data), filename=f"xp-{interaction.guild_id}.json"))
+    guild_id = guild_id_of(interaction)
+    with tempfile.SpooledTemporaryFile(max_size=EXPORT_IN_MEMORY) as out:  # streamed: a large guild goes to disk
+        players = await migrate_to_postgres.write_export(db_of(interaction), guild_id, out)
+        limit = interaction.guild.filesize_limit if interaction.guild else discord.utils.DEFAULT_FILE_SIZE_LIMIT_BYTES
+        if out.tell() > limit:
+            raise Refusal(f"This server's export is {out.tell() / MIB:,.1f} MiB, too big for Discord to upload here "
+                          f"(at most {limit / MIB:,.0f} MiB). Export it on the bot's machine instead: "
+                          f"`python migrate_to_postgres.py --export xp.json --guild-id {guild_id}`")
+        out.seek(0)
+        await reply(interaction, f"{players} players exported, in the format `migrate_to_postgres.py` reads.",
+                    file=discord.File(out, filename=f"xp-{guild_id}.json"))
 
 
 COMMANDS = [xp_grant, xp_history, xp_purge, xp_leaderboard, xp_export]

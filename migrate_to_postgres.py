@@ -28,19 +28,23 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import datetime as dt
+import itertools
 import json
 import math
+import operator
 import os
 import sys
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO, Iterable, Iterator
 
 import asyncpg
+import orjson
 
 import rules
-from database import Database, is_unavailable
+from database import EXPORT_CHUNK, Database, is_unavailable
 
 OLD_DEFAULTS = {"char_per_rp": 240, "daily_rp_cap": 5, "hf_attempt_xp": 1, "hf_success_xp": 5,
                 "daily_hf_cap": 5}
@@ -446,20 +450,32 @@ async def write_plan(database: Database, guild_id: int, plan: Plan) -> None:
     await database.import_guild(guild_id, plan.settings, users, characters)
 
 
-async def export_document(database: Database, guild_id: int) -> dict[str, Any]:
-    """The guild as an xp.json document: the old bot's newest format, in a stable order,
-    plus EXTRA_KEYS (which the old bot ignores) so an import restores everything."""
+# -- writing the file (--export and /xp_export) -------------------------------------------------
+# One definition of the format: export_settings and export_player. export_document builds the
+# whole document as a dict; write_export streams the same document, byte for byte what
+# json.dumps(document, indent=2, ensure_ascii=False) + "\n" gives, reading players in chunks.
+
+async def export_settings(database: Database, guild_id: int) -> dict[str, Any]:
+    """The document's settings keys: the old bot's newest format, in a stable order, plus
+    EXTRA_KEYS (which the old bot ignores) so an import restores everything."""
     cfg = await database.get_config(guild_id)
     document: dict[str, Any] = {"rp_channels": list(cfg.rp_channels), "hf_channels": list(cfg.hf_channels)}
     document.update({key: getattr(cfg, key) for key in OLD_DEFAULTS})
     document.update({key: getattr(cfg, key) for key in EXTRA_KEYS if key != "level_roles"})
     document["staff_roles"] = list(cfg.staff_roles)
     document["level_roles"] = {str(level): role for level, role in (await database.level_roles(guild_id)).items()}
-    for r in await database.export_players(guild_id):
-        player = document.setdefault(str(r["user_id"]), {
-            "active": None, "characters": {},
-            "last_xp_reset": r["last_xp_reset"].isoformat() if r["last_xp_reset"] else "",
-            "timezone": r["timezone"]})
+    return document
+
+
+def export_player(rows: Iterable[asyncpg.Record]) -> tuple[str, dict[str, Any]]:
+    """One player's key and entry, from their rows of Database.export_players (in order)."""
+    player: dict[str, Any] = {}
+    for r in rows:
+        if not player:
+            key = str(r["user_id"])
+            player = {"active": None, "characters": {},
+                      "last_xp_reset": r["last_xp_reset"].isoformat() if r["last_xp_reset"] else "",
+                      "timezone": r["timezone"]}
         if r["id"] is None:
             continue
         character = {"xp": r["xp"], "image_url": r["image_url"], "daily_xp": r["daily_xp"],
@@ -472,11 +488,49 @@ async def export_document(database: Database, guild_id: int) -> dict[str, Any]:
         player["characters"][r["name"]] = character
         if r["id"] == r["active_character_id"]:
             player["active"] = r["name"]
+    return key, player
+
+
+def by_player(rows: list[asyncpg.Record]) -> Iterator[tuple[str, dict[str, Any]]]:
+    return (export_player(group) for _, group in itertools.groupby(rows, key=operator.itemgetter("user_id")))
+
+
+async def export_document(database: Database, guild_id: int) -> dict[str, Any]:
+    """The guild as an xp.json document, whole, in memory (write_export streams it)."""
+    document = await export_settings(database, guild_id)
+    document.update(by_player(await database.export_players(guild_id)))
     return document
 
 
-def player_count(document: dict[str, Any]) -> int:
-    return sum(key.isdigit() for key in document)
+def encode_players(rows: list[asyncpg.Record]) -> tuple[bytes, int]:
+    """Whole players' rows as the document's entries (each led by ","), and how many players."""
+    parts = [orjson.dumps(dict([entry]), option=orjson.OPT_INDENT_2)[1:-2] for entry in by_player(rows)]
+    return b"".join(b"," + part for part in parts), len(parts)
+
+
+async def write_export(database: Database, guild_id: int, out: BinaryIO, chunk: int = EXPORT_CHUNK) -> int:
+    """Write the guild's xp.json document to `out`, reading `chunk` rows at a time; memory
+    stays bounded by the chunk (and the largest player). Each chunk is encoded on the event
+    loop (orjson: ~2 ms for 1,000 rows; a thread measured no shorter a block, and slower
+    overall), which is let go between chunks. Returns the number of players."""
+    head = orjson.dumps(await export_settings(database, guild_id), option=orjson.OPT_INDENT_2)
+    out.write(head[:-2])  # the entries go before its closing "\n}"
+    players, held = 0, []
+    async with contextlib.aclosing(database.export_player_rows(guild_id, chunk=chunk)) as chunks:
+        async for rows in chunks:
+            rows = held + rows
+            cut = len(rows)  # the last player may go on in the next chunk: held back until then
+            while cut and rows[cut - 1]["user_id"] == rows[-1]["user_id"]:
+                cut -= 1
+            held = rows[cut:]
+            if cut:
+                data, count = encode_players(rows[:cut])
+                out.write(data)
+                players += count
+            await asyncio.sleep(0)
+    data, count = encode_players(held)
+    out.write(data + b"\n}\n")
+    return players + count
 
 
 def connect_to(args: argparse.Namespace) -> Database | None:
@@ -507,16 +561,19 @@ async def export(args: argparse.Namespace, guild_id: int) -> int:
     database = connect_to(args)
     if database is None:
         return 2
+    target = Path(args.export)
+    partial = target.with_name(target.name + ".partial")  # the file appears whole or not at all
     try:
         async with database:
-            document = await export_document(database, guild_id)
+            with partial.open("wb") as out:
+                players = await write_export(database, guild_id, out)
+        partial.replace(target)
     except Exception as e:
+        partial.unlink(missing_ok=True)
         if is_unavailable(e) or isinstance(e, asyncpg.PostgresError):
             say(f"❌ Database error: {type(e).__name__}: {e}")
             return 3
         raise
-    Path(args.export).write_text(json.dumps(document, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    players = player_count(document)
     say(f"✅ Exported guild {guild_id}: {players:,} players to {args.export}")
     return 0
 

@@ -7,6 +7,7 @@ import json
 
 import pytest
 
+import migrate_to_postgres
 from bot import XPBot
 from database import Database
 from fake_discord import run_client
@@ -249,7 +250,23 @@ async def test_leaderboard_pages_and_history_and_export(w):
     [(filename, data)] = export.files.items()
     document = json.loads(data)
     assert filename.endswith(".json") and document[str(w.alice.id)]["characters"]["Luna"]["xp"] == 5
-    assert document["char_per_rp"] == 240
+    assert document["char_per_rp"] == 240 and "13 players exported" in export.content
+    whole = await migrate_to_postgres.export_document(w.db, w.guild.id)
+    assert data == (json.dumps(whole, indent=2, ensure_ascii=False) + "\n").encode("utf-8")
+
+
+async def test_an_export_too_big_for_the_servers_upload_limit_is_refused_with_the_other_way(w):
+    """Characters with 2,000-character links: ~4 KB each, so 3,000 make more than the 10 MiB a
+    server without boosts may upload (discord.py's Guild.filesize_limit)."""
+    await w.db.pool.execute("INSERT INTO users (guild_id, user_id) SELECT $1, g FROM generate_series(1, 3000) g",
+                            w.guild.id)
+    await w.db.pool.execute(
+        """INSERT INTO characters (guild_id, user_id, name, image_url, sheet_url)
+           SELECT $1, g, 'C' || g, 'https://i.example/' || repeat('i', 1980), 'https://s.example/' || repeat('s', 1980)
+             FROM generate_series(1, 3000) g""", w.guild.id)
+    reply = await w.refused(w.mod, "xp_export", {}, "too big",
+                            f"migrate_to_postgres.py --export xp.json --guild-id {w.guild.id}")
+    assert not reply.files and "10 MiB" in reply.content
 
 
 # -- the listener --------------------------------------------------------------------------------------

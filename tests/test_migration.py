@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
+import io
 import json
 import os
 import signal
@@ -14,6 +16,7 @@ import pytest
 
 import helpers
 from database import Database
+import migrate_to_postgres
 from migrate_to_postgres import plan_migration
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -189,6 +192,95 @@ async def test_export_import_export_gives_an_identical_document(db, database_url
     document = json.loads(one.read_text())
     assert len([k for k in document if k.isdigit()]) == 6
 
+
+
+# -- the streamed export: the same document as export_document, read in chunks -----------------------
+
+def export_source() -> dict:
+    """A guild with a bit of everything an export carries: settings, level roles, staff roles, a
+    log channel, players without characters, retired characters (two of one name), links, names
+    JSON must escape, and one player with more characters than a small chunk."""
+    document = {"rp_channels": [11, 12], "hf_channels": [13], "daily_rp_cap": 7, "levelup_mode": "channel",
+                "levelup_channel": 14, "staff_roles": [15, 16], "log_channel": 17, "level_role_mode": "replace",
+                "level_roles": {"2": 222, "5": 555}}
+    for i in range(40):
+        document[str(1000 + i)] = {
+            "timezone": "Europe/Berlin" if i % 3 else "UTC", "last_xp_reset": f"2026-01-0{1 + i % 9}" if i % 2 else "",
+            "active": f"C{i}-0" if i % 4 > 1 else None,
+            "characters": {f"C{i}-{j}": {"xp": 100 * i + j, "daily_xp": j, "char_buffer": i,
+                                         "image_url": f"https://img.example/{i}/{j}.png" if j else None,
+                                         "sheet_url": f"https://s.example/{i}" if j == 1 else None}
+                           for j in range(i % 4)},
+            "retired_characters": [{"name": "Old", "xp": i}, {"name": "Old", "xp": i + 1}] if i % 5 == 0 else []}
+    document["2000"] = {"characters": {f"Many {j}": {"xp": j} for j in range(23)}, "active": "Many 3"}
+    document["3000"] = {"characters": {'Quote " and back\\slash': {"xp": 1}, "Ünïcødé 🐉 dragon": {"xp": 2},
+                                       "<@1> **bold** \u2028": {"xp": 3}}}
+    return document
+
+
+async def exported_guild(db: Database) -> dict:
+    await migrate_to_postgres.write_plan(db, G, plan_migration(export_source()))
+    await db.create_character(OTHER_GUILD, 1000, "Elsewhere")  # another guild's: never exported
+    document = await migrate_to_postgres.export_document(db, G)
+    players = {k: v for k, v in document.items() if k.isdigit()}
+    assert len(players) == 42 and players["1004"]["characters"] == {} and "retired_characters" not in players["1004"]
+    assert players["1000"]["characters"] == {} and [c["xp"] for c in players["1000"]["retired_characters"]] == [0, 1]
+    assert players["1001"]["characters"]["C1-0"]["image_url"] is None
+    assert players["1002"]["characters"]["C2-1"]["sheet_url"] == "https://s.example/2"
+    assert players["1002"]["active"] == "C2-0" and len(players["2000"]["characters"]) == 23
+    assert (document["level_roles"], document["staff_roles"], document["log_channel"]) == ({"2": 222, "5": 555},
+                                                                                           [15, 16], 17)
+    return document
+
+
+async def streamed(db: Database, guild: int, chunk: int) -> tuple[bytes, int]:
+    out = io.BytesIO()
+    players = await migrate_to_postgres.write_export(db, guild, out, chunk=chunk)
+    return out.getvalue(), players
+
+
+@pytest.mark.parametrize("chunk", [1, 7, 10_000])
+async def test_the_streamed_export_is_export_documents_document_byte_for_byte(db, chunk):
+    document = await exported_guild(db)
+    data, players = await streamed(db, G, chunk)
+    assert data == (json.dumps(document, indent=2, ensure_ascii=False) + "\n").encode("utf-8")
+    assert list(json.loads(data).items()) == list(document.items())  # the same keys in the same order
+    assert players == 42
+
+
+async def test_a_guild_without_players_streams_its_settings_alone(db):
+    await db.set_rp_cap(G, 3)
+    data, players = await streamed(db, G, 7)
+    document = await migrate_to_postgres.export_document(db, G)
+    assert data == (json.dumps(document, indent=2, ensure_ascii=False) + "\n").encode("utf-8")
+    assert players == 0 and json.loads(data)["daily_rp_cap"] == 3
+
+
+async def test_export_rows_are_read_in_chunks_of_the_size_asked(db):
+    await exported_guild(db)
+    whole = await db.export_players(G)
+    assert len(whole) > 100
+    for chunk in (1, 7, len(whole) + 1):
+        chunks = [rows async for rows in db.export_player_rows(G, chunk=chunk)]
+        assert [len(rows) for rows in chunks[:-1]] == [chunk] * (len(chunks) - 1) and 0 < len(chunks[-1]) <= chunk
+        assert [row for rows in chunks for row in rows] == whole
+
+
+async def test_an_export_left_unfinished_gives_its_connection_back(db):
+    await exported_guild(db)
+    for _ in range(db.pool.get_max_size() + 1):  # more than the pool holds: each must have been released
+        async with contextlib.aclosing(db.export_player_rows(G, chunk=5)) as chunks:
+            async for _rows in chunks:
+                break
+    assert db.pool.get_idle_size() == db.pool.get_size()
+
+
+async def test_an_export_that_fails_leaves_no_file(db, database_url, tmp_path):
+    target = tmp_path / "out.json"
+    for guild, url in ((G, "postgresql://postgres@127.0.0.1:1/x"),  # no database: fails before writing
+                       (2**64, database_url)):  # not a guild id PostgreSQL can hold: fails while writing
+        done = migrate("--export", str(target), "--guild-id", str(guild), url=url)
+        assert done.returncode == 3 and "Database error" in done.stdout and list(tmp_path.iterdir()) == []
 
 async def test_other_guilds_and_players_outside_the_file_are_untouched(db, database_url):
     await db.create_character(OTHER_GUILD, 123456789012345678, "Luna")
