@@ -237,6 +237,12 @@ def _trigram_keys(guild_id: int, lowered: str) -> list[int]:
     return sorted({zlib.crc32(f"{guild_id}:{run}".encode()) - 2 ** 31 for run in runs})
 
 
+def _signatures(rows: list) -> tuple[list[tuple[str, int]], list[str]]:
+    """Each row's (guild_id, name) letter signature and trigram keys (as "k1,k2,...")."""
+    return ([letter_signature(r["name"]) for r in rows],
+            [",".join(map(str, _trigram_keys(r["guild_id"], r["name"].lower()))) for r in rows])
+
+
 async def _matched(text: str, rows: list) -> list[int]:
     """_close_ids, in a thread when there are enough names to hold the event loop."""
     return await asyncio.to_thread(_close_ids, text, rows) if len(rows) > 100 else _close_ids(text, rows)
@@ -652,7 +658,7 @@ class Database:
                 """SELECT guild_id, id, name FROM characters
                     WHERE name_letters IS NULL AND ($1::bigint IS NULL OR guild_id = $1) AND (guild_id, id) > ($2, $3)
                     ORDER BY guild_id, id LIMIT $4""", guild_id, *after, SIGN_CHUNK):
-            signatures = [letter_signature(r["name"]) for r in rows]
+            signatures, grams = await asyncio.to_thread(_signatures, rows)  # CPU: off the event loop
             await self.pool.execute(
                 """UPDATE characters c SET name_letters = s.bits::bit(128), name_length = s.length,
                                           name_trigrams = string_to_array(s.grams, ',')::int[]
@@ -660,8 +666,7 @@ class Database:
                           AS s (id, name, bits, length, grams)
                     WHERE c.id = s.id AND c.name = s.name""",
                 [r["id"] for r in rows], [r["name"] for r in rows], [b for b, _ in signatures],
-                [n for _, n in signatures],
-                [",".join(map(str, _trigram_keys(r["guild_id"], r["name"].lower()))) for r in rows])
+                [n for _, n in signatures], grams)
             signed += len(rows)
             after = (rows[-1]["guild_id"], rows[-1]["id"])
             await asyncio.sleep(0)

@@ -274,8 +274,11 @@ def _letter_counts(folded: str) -> list[int]:
     return counts
 
 
+_REPEATS = [("1" * n).ljust(LETTER_REPEATS, "0") for n in range(LETTER_REPEATS + 1)]
+
+
 def _bits(counts: list[int]) -> str:
-    return "".join(("1" * min(n, LETTER_REPEATS)).ljust(LETTER_REPEATS, "0") for n in counts)
+    return "".join([_REPEATS[n] if n < LETTER_REPEATS else _REPEATS[-1] for n in counts])
 
 
 def letter_signature(name: str) -> tuple[str, int]:
