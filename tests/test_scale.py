@@ -293,3 +293,16 @@ async def test_autocomplete_in_a_large_guild_finds_through_the_trigram_index_wha
             "EXPLAIN SELECT id FROM characters c WHERE c.guild_id = $1 AND lower(c.name) LIKE '%ael%' "
             "AND (c.name_trigrams @> $2::int[] OR c.name_letters IS NULL)", G, database._trigram_keys(G, "ael")))
     assert "characters_name_trigrams_idx" in plan and "characters_unsigned_idx" in plan, plan
+
+
+async def test_name_indexes_stay_within_their_memory_bound_least_recently_used_first(db, monkeypatch):
+    rng = random.Random(12)
+    for guild in (G, G2, G + 10):
+        await fill(db, guild, fantasy_names(30, rng))
+    monkeypatch.setattr(database, "NAME_INDEX_MAX", 70)  # names: room for two guilds of 30
+    for guild in (G, G2):
+        await in_memory(db, guild)
+    assert await outcome(db, G, "nobody at all") == ("none",)  # G used after G2
+    await in_memory(db, G + 10)
+    assert list(db._name_indexes) == [G, G + 10]
+    assert (await outcome(db, G2, "qqqq")) == ("none",)  # an evicted guild is looked up in the database
