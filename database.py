@@ -303,6 +303,9 @@ class Database:
             await con.execute(sql)
 
     async def close(self) -> None:
+        for task in list(self._name_index_loads.values()):  # name indexes being built: not needed now
+            task.cancel()
+        await asyncio.gather(*self._name_index_loads.values(), return_exceptions=True)
         if self.pool is not None:
             pool, self.pool = self.pool, None
             await pool.close()
