@@ -1,0 +1,222 @@
+"""The real bot.py (one process) connected to many guilds with many characters: start-up time
+and memory, then a steady stream of RP messages spread over the guilds with `/xp` from random
+players of random guilds during it.
+
+    python bench/bench_guilds.py [--guilds 10000] [--players 100] [--seconds 30] [--rate 1000]
+                                 [--xp-pause 0.02]
+
+A small run: `--guilds 1000 --players 100 --seconds 10`.
+
+The fake Discord (tests/fake_discord) holds the guilds, each with an RP channel, a staff role,
+an extra role and a few members; players become members of the fake guild when they first
+speak (Discord sends the author's member object with every message, and a bot without the
+GUILD_PRESENCES intent gets only its own member in GUILD_CREATE). The database is filled
+through COPY: a config row per guild tracking its RP channel, `--players` players per guild,
+one character each, set as the player's active one.
+
+Prints:
+  - the world: filling the fake and the database
+  - start-up: until the fake has sent every GUILD_CREATE, and until on_ready (discord.py
+    waits 2 s after the last GUILD_CREATE before it), the bot's RSS then and its peak
+  - the stream: RSS over time, `/xp` p50/p99, and whether every character that earned XP
+    holds exactly what the one-at-a-time model says (and every other character nothing)
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import random
+import sys
+import time
+
+from common import fresh_database, postgres_server, print_table
+
+from bench_e2e import RATE, bot_env, memory_kib, percentile, send
+from database import Database
+from fake_discord import FakeDiscord, bot_process
+from helpers import drop_database, eventually, messages_counted
+from oracle import OneAtATime
+
+CAP = 1_000_000
+FIRST_GUILD = 1000           # guild ids are (FIRST_GUILD + g) << 22
+FIRST_PLAYER = 1 << 40       # player ids: FIRST_PLAYER + g * players + i (below real snowflakes)
+
+
+class Guilds:
+    """The fake's guilds and their players (ids only until a player first speaks)."""
+
+    def __init__(self, fake: FakeDiscord, guilds: int, players: int):
+        self.fake, self.players = fake, players
+        self.made = []
+        for g in range(guilds):
+            guild = fake.add_guild(f"Guild {g}", id=(FIRST_GUILD + g) << 22)
+            channel = fake.add_channel(guild, "rp")
+            fake.add_channel(guild, "general")
+            fake.add_role(guild, "Adventurer")
+            fake.add_member(guild, f"mod{g}", permissions=["manage_guild"])
+            self.made.append((guild, channel))
+
+    def player_id(self, g: int, i: int) -> int:
+        return FIRST_PLAYER + g * self.players + i
+
+    def player(self, g: int, i: int):
+        """The player's fake user (made on first use)."""
+        uid = self.player_id(g, i)
+        return self.fake.users.get(uid) or self.fake.add_user(f"p{g}-{i}", id=uid)
+
+    def records(self):
+        """(guild id, user id) of every player, guild by guild."""
+        for g, (guild, _) in enumerate(self.made):
+            for i in range(self.players):
+                yield guild.id, self.player_id(g, i)
+
+
+async def fill(url: str, guilds: Guilds) -> dict[str, float]:
+    """The schema, then every config row, player and character through COPY; seconds per step."""
+    took = {}
+    async with Database(url, max_size=2) as db, db.pool.acquire() as con:
+        start = time.perf_counter()
+        await con.copy_records_to_table(
+            "config", records=[(guild.id, [channel.id], RATE, CAP) for guild, channel in guilds.made],
+            columns=["guild_id", "rp_channels", "char_per_rp", "daily_rp_cap"])
+        await con.copy_records_to_table("users", records=guilds.records(), columns=["guild_id", "user_id"])
+        took["COPY config and users"] = time.perf_counter() - start
+        start = time.perf_counter()
+        await con.copy_records_to_table("characters", records=((g, u, f"C{u}") for g, u in guilds.records()),
+                                        columns=["guild_id", "user_id", "name"])
+        took["COPY characters"] = time.perf_counter() - start
+        start = time.perf_counter()
+        await con.execute("UPDATE users u SET active_character_id = c.id FROM characters c "
+                          "WHERE c.guild_id = u.guild_id AND c.user_id = u.user_id")
+        took["active characters (one UPDATE)"] = time.perf_counter() - start
+        start = time.perf_counter()
+        for table in ("config", "users", "characters"):
+            await con.execute(f"VACUUM ANALYZE {table}")
+        took["VACUUM ANALYZE"] = time.perf_counter() - start
+    return took
+
+
+async def sample_memory(pid: int, start: float, every: float, rows: list, stop: asyncio.Event) -> None:
+    while not stop.is_set():
+        rows.append((time.perf_counter() - start, memory_kib(pid, "VmRSS"), memory_kib(pid)))
+        try:
+            await asyncio.wait_for(stop.wait(), every)
+        except asyncio.TimeoutError:
+            pass
+
+
+async def xp_commands(fake: FakeDiscord, guilds: Guilds, rnd: random.Random, pause: float,
+                      stop: asyncio.Event, samples: list[float], wrong: list[str]) -> None:
+    """`/xp` from a random player of a random guild, one after another, until `stop`."""
+    while not stop.is_set():
+        g, i = rnd.randrange(len(guilds.made)), rnd.randrange(guilds.players)
+        guild, channel = guilds.made[g]
+        begin = time.perf_counter()
+        result = await fake.slash(guild, channel, guilds.player(g, i), "xp", timeout=30)
+        reply = (await result.followup()) if result.type == 5 else result
+        samples.append((time.perf_counter() - begin) * 1000)
+        if f"C{guilds.player_id(g, i)}" not in reply.text():
+            wrong.append(reply.text()[:200])
+        await asyncio.sleep(pause)
+
+
+async def stream(fake: FakeDiscord, guilds: Guilds, args, pid: int, model: OneAtATime) -> tuple:
+    """RP messages at args.rate for args.seconds over random players of random guilds, with /xp."""
+    rnd = random.Random(7)
+    total = int(args.rate * args.seconds)
+    stop, samples, wrong, memory = asyncio.Event(), [], [], []
+    start = time.perf_counter()
+    sampler = asyncio.create_task(sample_memory(pid, start, max(args.seconds / 10, 1), memory, stop))
+    xp = asyncio.create_task(xp_commands(fake, guilds, random.Random(8), args.xp_pause, stop, samples, wrong))
+    late = 0.0
+    for n in range(total):
+        due = start + n / args.rate
+        now = time.perf_counter()
+        if due > now:
+            await asyncio.sleep(due - now)
+        else:
+            late = max(late, now - due)
+        g, i = rnd.randrange(len(guilds.made)), rnd.randrange(guilds.players)
+        guild, channel = guilds.made[g]
+        length = rnd.randint(1, 600)
+        model.rp(guilds.player_id(g, i), length)
+        await send(fake, guild, channel, guilds.player(g, i), length)
+    sent = time.perf_counter() - start
+    stop.set()
+    await asyncio.gather(sampler, xp)
+    return total, sent, late, memory, samples, wrong
+
+
+async def check(url: str, model: OneAtATime, total: int) -> tuple[bool, str]:
+    """Every character that earned anything holds what the model says; no other changed."""
+    async with Database(url, max_size=2) as db:
+        await eventually(lambda: messages_counted(db, total), f"the database counting {total} messages", 600)
+        rows = await db.pool.fetch("SELECT user_id, xp, daily_xp, char_buffer FROM characters "
+                                   "WHERE xp <> 0 OR daily_xp <> 0 OR char_buffer <> 0")
+        counted = await db.pool.fetchval("SELECT count(*) FROM processed_messages")
+    got = {r["user_id"]: [r["xp"], r["daily_xp"], r["char_buffer"]] for r in rows}
+    expected = {k: v for k, v in model.rp_rows().items() if v != [0, 0, 0]}
+    exact = got == expected and counted == total
+    return exact, f"{len(expected):,} characters changed, {counted:,} messages counted"
+
+
+def mib(kib: int) -> str:
+    return f"{kib / 1024:.1f} MiB"
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--guilds", type=int, default=10_000)
+    parser.add_argument("--players", type=int, default=100, help="players (one character each) per guild")
+    parser.add_argument("--seconds", type=float, default=30, help="length of the message stream")
+    parser.add_argument("--rate", type=float, default=1000, help="RP messages per second")
+    parser.add_argument("--xp-pause", type=float, default=0.02, help="seconds between one /xp and the next")
+    parser.add_argument("--ready-timeout", type=float, default=600)
+    args = parser.parse_args()
+    print(f"machine: {os.cpu_count()} cores, Python {sys.version.split()[0]}; {args.guilds:,} guilds × "
+          f"{args.players} players = {args.guilds * args.players:,} characters; "
+          f"{args.rate:,.0f} messages/s for {args.seconds:.0f} s")
+    with postgres_server() as server:
+        url = await fresh_database(server)
+        try:
+            async with FakeDiscord(timeout=30) as fake:
+                start = time.perf_counter()
+                guilds = Guilds(fake, args.guilds, args.players)
+                world = [("fake Discord: guilds, channels, roles, members", time.perf_counter() - start)]
+                world += list((await fill(url, guilds)).items())
+                print_table("The world", [(what, f"{took:.1f} s") for what, took in world], ("step", "took"))
+
+                start = time.perf_counter()
+                async with bot_process(fake, env=bot_env(url, None), ready_timeout=args.ready_timeout) as bot:
+                    pid = bot.process.pid
+                    sent = time.perf_counter() - start
+                    await bot.wait_for_output("is online", timeout=args.ready_timeout)
+                    online = time.perf_counter() - start
+                    ready_rss, ready_peak = memory_kib(pid, "VmRSS"), memory_kib(pid)
+                    await asyncio.sleep(1)  # command sync and the like
+                    model = OneAtATime(RATE, CAP)
+                    total, took, late, memory, samples, wrong = await stream(fake, guilds, args, pid, model)
+                    exact, what = await check(url, model, total)
+                    end_rss, end_peak = memory_kib(pid, "VmRSS"), memory_kib(pid)
+        finally:
+            await drop_database(server, url)
+    print_table("Start-up (from starting the process)", [
+        ("every GUILD_CREATE sent by the fake", f"{sent:.1f} s", ""),
+        ("on_ready (includes discord.py's 2 s wait after the last GUILD_CREATE)", f"{online:.1f} s",
+         f"RSS {mib(ready_rss)}, peak {mib(ready_peak)}"),
+    ], ("event", "time", "bot memory"))
+    rows = [(f"{t:5.1f} s", mib(rss), mib(peak)) for t, rss, peak in memory]
+    rows.append(("end", mib(end_rss), mib(end_peak)))
+    print_table(f"Stream: {total:,} messages in {took:.1f} s ({total / took:,.0f}/s, sender at most "
+                f"{late * 1000:.0f} ms late)", rows, ("time", "bot RSS", "bot peak"))
+    print_table("Result", [
+        ("/xp p50 / p99", f"{percentile(samples, 0.5):.1f} / {percentile(samples, 0.99):.1f} ms "
+                          f"({len(samples):,} calls, {len(wrong)} wrong)"),
+        ("XP", f"{'exact' if exact else 'WRONG'} ({what})"),
+        ("bot memory", f"RSS at ready {mib(ready_rss)}, at end {mib(end_rss)}, peak {mib(end_peak)}"),
+    ], ("what", "measured"))
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
