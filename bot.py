@@ -152,8 +152,8 @@ class XPBot(discord.AutoShardedClient):
         if not await self.queue.drain(timeout=10):
             log.warning("Database still unavailable at shutdown")
         self.queue.save()
-        log.info("XP events this run: %d in %d database round trips", self.queue.events,
-                 self.queue.round_trips)
+        log.info("XP events this run: %d in %d database round trips; %d tracked-channel reads",
+                 self.queue.events, self.queue.round_trips, self.tracked.reads)
         await self.tracked.close()
         await self.db.close()
 

@@ -43,6 +43,7 @@ class TrackedChannels:
         self._listening = False
         self._relisten: asyncio.Task | None = None
         self._closed = False
+        self.reads = 0  # database reads made to fill the cache
         db.config_changed.append(self.forget)
 
     async def get(self, guild_id: int) -> tuple[frozenset[int], frozenset[int]]:
@@ -60,6 +61,7 @@ class TrackedChannels:
 
     async def _load(self, guild_id: int) -> tuple[frozenset[int], frozenset[int]]:
         generation = self._generation.get(guild_id, 0)
+        self.reads += 1
         cfg = await self.db.get_config(guild_id)
         value = (frozenset(cfg.rp_channels), frozenset(cfg.hf_channels))
         if self._generation.get(guild_id, 0) == generation:  # not changed while we read

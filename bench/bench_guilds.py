@@ -27,14 +27,16 @@ import argparse
 import asyncio
 import os
 import random
+import re
 import sys
 import time
 
 from common import fresh_database, postgres_server, print_table
 
-from bench_e2e import RATE, bot_env, memory_kib, percentile, send
+from bench_e2e import RATE, bot_env, memory_kib, percentile, round_trips, send
 from database import Database
 from fake_discord import FakeDiscord, bot_process
+from fake_discord.gateway import GUILDS_PER_RECOMMENDED_SHARD
 from helpers import drop_database, eventually, messages_counted
 from oracle import OneAtATime
 
@@ -165,6 +167,33 @@ def mib(kib: int) -> str:
     return f"{kib / 1024:.1f} MiB"
 
 
+async def run_bot(fake: FakeDiscord, url: str, guilds: Guilds, args) -> dict:
+    """Start bot.py, time its start-up, stream messages with /xp, check, stop it."""
+    env = bot_env(url, None)
+    if args.shards:
+        env["SHARD_COUNT"] = str(args.shards)
+    shards = args.shards or max(1, -(-args.guilds // GUILDS_PER_RECOMMENDED_SHARD))
+    out: dict = {"shards": shards}
+    start = time.perf_counter()
+    async with bot_process(fake, env=env, ready_timeout=args.ready_timeout) as bot:
+        pid = bot.process.pid
+        await fake.wait_until(lambda: sum(s.ready for s in fake.sessions) >= shards,
+                              f"{shards} ready gateway sessions", args.ready_timeout)
+        out["sent"] = time.perf_counter() - start
+        await bot.wait_for_output("is online", timeout=args.ready_timeout)
+        out["online"] = time.perf_counter() - start
+        out["ready rss"], out["ready peak"] = memory_kib(pid, "VmRSS"), memory_kib(pid)
+        await asyncio.sleep(1)  # command sync and the like
+        model = OneAtATime(RATE, CAP)
+        out["total"], out["took"], out["late"], out["memory"], out["xp"], out["wrong"] = await stream(
+            fake, guilds, args, pid, model)
+        out["exact"], out["what"] = await check(url, model, out["total"])
+        out["end rss"], out["end peak"] = memory_kib(pid, "VmRSS"), memory_kib(pid)
+        await bot.stop(timeout=60)
+        out["output"] = bot.output
+    return out
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--guilds", type=int, default=10_000)
@@ -172,6 +201,8 @@ async def main() -> None:
     parser.add_argument("--seconds", type=float, default=30, help="length of the message stream")
     parser.add_argument("--rate", type=float, default=1000, help="RP messages per second")
     parser.add_argument("--xp-pause", type=float, default=0.02, help="seconds between one /xp and the next")
+    parser.add_argument("--shards", type=int, default=0,
+                        help="SHARD_COUNT for the process (default: what Discord recommends, 1 per 1,000 guilds)")
     parser.add_argument("--ready-timeout", type=float, default=600)
     args = parser.parse_args()
     print(f"machine: {os.cpu_count()} cores, Python {sys.version.split()[0]}; {args.guilds:,} guilds × "
@@ -186,35 +217,34 @@ async def main() -> None:
                 world = [("fake Discord: guilds, channels, roles, members", time.perf_counter() - start)]
                 world += list((await fill(url, guilds)).items())
                 print_table("The world", [(what, f"{took:.1f} s") for what, took in world], ("step", "took"))
-
-                start = time.perf_counter()
-                async with bot_process(fake, env=bot_env(url, None), ready_timeout=args.ready_timeout) as bot:
-                    pid = bot.process.pid
-                    sent = time.perf_counter() - start
-                    await bot.wait_for_output("is online", timeout=args.ready_timeout)
-                    online = time.perf_counter() - start
-                    ready_rss, ready_peak = memory_kib(pid, "VmRSS"), memory_kib(pid)
-                    await asyncio.sleep(1)  # command sync and the like
-                    model = OneAtATime(RATE, CAP)
-                    total, took, late, memory, samples, wrong = await stream(fake, guilds, args, pid, model)
-                    exact, what = await check(url, model, total)
-                    end_rss, end_peak = memory_kib(pid, "VmRSS"), memory_kib(pid)
+                run = await run_bot(fake, url, guilds, args)
         finally:
             await drop_database(server, url)
-    print_table("Start-up (from starting the process)", [
-        ("every GUILD_CREATE sent by the fake", f"{sent:.1f} s", ""),
-        ("on_ready (includes discord.py's 2 s wait after the last GUILD_CREATE)", f"{online:.1f} s",
-         f"RSS {mib(ready_rss)}, peak {mib(ready_peak)}"),
+    report(run)
+
+
+def report(run: dict) -> None:
+    print_table(f"Start-up of one process with {run['shards']} shard(s) (from starting it)", [
+        ("every GUILD_CREATE sent by the fake", f"{run['sent']:.1f} s", ""),
+        ("on_ready (discord.py waits 2 s after the last GUILD_CREATE)", f"{run['online']:.1f} s",
+         f"RSS {mib(run['ready rss'])}, peak {mib(run['ready peak'])}"),
     ], ("event", "time", "bot memory"))
-    rows = [(f"{t:5.1f} s", mib(rss), mib(peak)) for t, rss, peak in memory]
-    rows.append(("end", mib(end_rss), mib(end_peak)))
+    total, took = run["total"], run["took"]
+    rows = [(f"{t:5.1f} s", mib(rss), mib(peak)) for t, rss, peak in run["memory"]]
+    rows.append(("end", mib(run["end rss"]), mib(run["end peak"])))
     print_table(f"Stream: {total:,} messages in {took:.1f} s ({total / took:,.0f}/s, sender at most "
-                f"{late * 1000:.0f} ms late)", rows, ("time", "bot RSS", "bot peak"))
+                f"{run['late'] * 1000:.0f} ms late)", rows, ("time", "bot RSS", "bot peak"))
+    events, trips = round_trips(run["output"])
+    reads = re.search(r"(\d+) tracked-channel reads", run["output"])
+    samples = run["xp"]
     print_table("Result", [
         ("/xp p50 / p99", f"{percentile(samples, 0.5):.1f} / {percentile(samples, 0.99):.1f} ms "
-                          f"({len(samples):,} calls, {len(wrong)} wrong)"),
-        ("XP", f"{'exact' if exact else 'WRONG'} ({what})"),
-        ("bot memory", f"RSS at ready {mib(ready_rss)}, at end {mib(end_rss)}, peak {mib(end_peak)}"),
+                          f"({len(samples):,} calls, {len(run['wrong'])} wrong)"),
+        ("XP", f"{'exact' if run['exact'] else 'WRONG'} ({run['what']})"),
+        ("XP writes", f"{trips:,} round trips for {events:,} events"),
+        ("tracked-channel reads", f"{int(reads.group(1)):,}" if reads else "(not reported)"),
+        ("bot memory", f"RSS at ready {mib(run['ready rss'])}, at end {mib(run['end rss'])}, "
+                       f"peak {mib(run['end peak'])}"),
     ], ("what", "measured"))
 
 

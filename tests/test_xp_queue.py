@@ -46,7 +46,7 @@ async def test_a_burst_of_messages_on_a_cold_cache_reads_the_config_once(db):
         results = await asyncio.gather(*(cache.get(G) for _ in range(200)))
     finally:
         await cache.close()
-    assert reads == 1 and set(results) == {(frozenset({RP}), frozenset())}
+    assert reads == cache.reads == 1 and set(results) == {(frozenset({RP}), frozenset())}
 
 
 async def test_without_a_listener_the_cache_is_not_trusted(db):
