@@ -268,6 +268,13 @@ class Database:
         row = await self.pool.fetchrow("SELECT * FROM config WHERE guild_id = $1", guild_id)
         return GuildConfig.from_row(row) if row else GuildConfig(guild_id)
 
+    async def tracked_channels(self, guild_ids: Sequence[int]) -> dict[int, tuple[frozenset[int], frozenset[int]]]:
+        """(RP channel ids, HF channel ids) of each of these guilds that has settings, in one
+        query (a guild without settings tracks nothing)."""
+        rows = await self.pool.fetch("SELECT guild_id, rp_channels, hf_channels FROM config "
+                                     "WHERE guild_id = ANY($1::bigint[])", list(guild_ids))
+        return {r["guild_id"]: (frozenset(r["rp_channels"]), frozenset(r["hf_channels"])) for r in rows}
+
     async def _change_config(self, guild_id: int, changed_by: int | None, columns: list[str],
                              upsert: str, *args: Any) -> tuple[GuildConfig, dict]:
         """Run one config upsert (`upsert` uses $1 = guild and $4.. = args) and, when
