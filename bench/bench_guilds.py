@@ -2,13 +2,15 @@
 and memory, then a steady stream of RP messages spread over the guilds with `/xp` from random
 players of random guilds during it.
 
-    python bench/bench_guilds.py [--guilds 10000] [--players 100] [--seconds 30] [--rate 1000]
+    python bench/bench_guilds.py [--guilds 10000] [--players 100] [--channels 1] [--roles 1]
+                                 [--shards N] [--burst 20000] [--seconds 30] [--rate 1000]
                                  [--xp-pause 0.02]
 
 A small run: `--guilds 1000 --players 100 --seconds 10`.
 
-The fake Discord (tests/fake_discord) holds the guilds, each with an RP channel, a staff role,
-an extra role and a few members; players become members of the fake guild when they first
+The fake Discord (tests/fake_discord) holds the guilds, each with an RP channel and --channels
+more, a staff role and --roles more, and a few members; the bot connects with the shards
+Discord recommends (one per 1,000 guilds; a session may hold at most 2,500). Players become members of the fake guild when they first
 speak (Discord sends the author's member object with every message, and a bot without the
 GUILD_PRESENCES intent gets only its own member in GUILD_CREATE). The database is filled
 through COPY: a config row per guild tracking its RP channel, `--players` players per guild,
@@ -18,6 +20,8 @@ Prints:
   - the world: filling the fake and the database
   - start-up: until the fake has sent every GUILD_CREATE, and until on_ready (discord.py
     waits 2 s after the last GUILD_CREATE before it), the bot's RSS then and its peak
+  - a burst right after start-up (--burst messages over random guilds, as fast as the fake
+    sends them): messages/s until the database has counted them
   - the stream: RSS over time, `/xp` p50/p99, and whether every character that earned XP
     holds exactly what the one-at-a-time model says (and every other character nothing)
 """
@@ -48,14 +52,18 @@ FIRST_PLAYER = 1 << 40       # player ids: FIRST_PLAYER + g * players + i (below
 class Guilds:
     """The fake's guilds and their players (ids only until a player first speaks)."""
 
-    def __init__(self, fake: FakeDiscord, guilds: int, players: int):
+    def __init__(self, fake: FakeDiscord, guilds: int, players: int, channels: int = 1, roles: int = 1):
+        """Each guild: an RP channel and `channels` more, a staff role and `roles` more, the
+        owner, a moderator and the bot."""
         self.fake, self.players = fake, players
         self.made = []
         for g in range(guilds):
             guild = fake.add_guild(f"Guild {g}", id=(FIRST_GUILD + g) << 22)
             channel = fake.add_channel(guild, "rp")
-            fake.add_channel(guild, "general")
-            fake.add_role(guild, "Adventurer")
+            for c in range(channels):
+                fake.add_channel(guild, f"channel-{c}")
+            for r in range(roles):
+                fake.add_role(guild, f"Role {r}", position=1)
             fake.add_member(guild, f"mod{g}", permissions=["manage_guild"])
             self.made.append((guild, channel))
 
@@ -123,6 +131,24 @@ async def xp_commands(fake: FakeDiscord, guilds: Guilds, rnd: random.Random, pau
         await asyncio.sleep(pause)
 
 
+async def burst(fake: FakeDiscord, url: str, guilds: Guilds, count: int, model: OneAtATime) -> tuple[float, float]:
+    """`count` RP messages from random players of random guilds, sent as fast as the fake can:
+    (messages/s until the database counted them all, messages/s sent)."""
+    rnd = random.Random(5)
+    plan = [(rnd.randrange(len(guilds.made)), rnd.randrange(guilds.players), rnd.randint(1, 600))
+            for _ in range(count)]
+    start = time.perf_counter()
+    for g, i, length in plan:
+        model.rp(guilds.player_id(g, i), length)
+        guild, channel = guilds.made[g]
+        await send(fake, guild, channel, guilds.player(g, i), length)
+    sent = time.perf_counter() - start
+    async with Database(url, max_size=2) as db:
+        await eventually(lambda: messages_counted(db, count), f"the database counting {count} messages",
+                         max(60.0, count / 100))
+    return count / (time.perf_counter() - start), count / sent
+
+
 async def stream(fake: FakeDiscord, guilds: Guilds, args, pid: int, model: OneAtATime) -> tuple:
     """RP messages at args.rate for args.seconds over random players of random guilds, with /xp."""
     rnd = random.Random(7)
@@ -173,31 +199,48 @@ async def run_bot(fake: FakeDiscord, url: str, guilds: Guilds, args) -> dict:
     if args.shards:
         env["SHARD_COUNT"] = str(args.shards)
     shards = args.shards or max(1, -(-args.guilds // GUILDS_PER_RECOMMENDED_SHARD))
-    out: dict = {"shards": shards}
+    out: dict = {"shards": shards, "burst args": args.burst}
     start = time.perf_counter()
     async with bot_process(fake, env=env, ready_timeout=args.ready_timeout) as bot:
-        pid = bot.process.pid
-        await fake.wait_until(lambda: sum(s.ready for s in fake.sessions) >= shards,
-                              f"{shards} ready gateway sessions", args.ready_timeout)
-        out["sent"] = time.perf_counter() - start
-        await bot.wait_for_output("is online", timeout=args.ready_timeout)
-        out["online"] = time.perf_counter() - start
-        out["ready rss"], out["ready peak"] = memory_kib(pid, "VmRSS"), memory_kib(pid)
-        await asyncio.sleep(1)  # command sync and the like
-        model = OneAtATime(RATE, CAP)
-        out["total"], out["took"], out["late"], out["memory"], out["xp"], out["wrong"] = await stream(
-            fake, guilds, args, pid, model)
-        out["exact"], out["what"] = await check(url, model, out["total"])
-        out["end rss"], out["end peak"] = memory_kib(pid, "VmRSS"), memory_kib(pid)
-        await bot.stop(timeout=60)
-        out["output"] = bot.output
+        try:
+            await measure(fake, url, guilds, args, bot, shards, start, out)
+        except BaseException:
+            print("The bot's output, last lines:", *bot.lines[-40:], sep="\n", file=sys.stderr)
+            raise
     return out
+
+
+async def measure(fake: FakeDiscord, url: str, guilds: Guilds, args, bot, shards: int, start: float,
+                  out: dict) -> None:
+    pid = bot.process.pid
+    await fake.wait_until(lambda: sum(s.ready for s in fake.sessions) >= shards,
+                          f"{shards} ready gateway sessions", args.ready_timeout)
+    out["sent"] = time.perf_counter() - start
+    await bot.wait_for_output("is online", timeout=args.ready_timeout)
+    out["online"] = time.perf_counter() - start
+    out["ready rss"], out["ready peak"] = memory_kib(pid, "VmRSS"), memory_kib(pid)
+    await asyncio.sleep(1)  # command sync and the like
+    model = OneAtATime(RATE, CAP)
+    if args.burst:
+        out["burst"] = await burst(fake, url, guilds, args.burst, model)
+        out["burst rss"] = memory_kib(pid, "VmRSS")
+    out["total"], out["took"], out["late"], out["memory"], out["xp"], out["wrong"] = await stream(
+        fake, guilds, args, pid, model)
+    out["exact"], out["what"] = await check(url, model, args.burst + out["total"])
+    out["end rss"], out["end peak"] = memory_kib(pid, "VmRSS"), memory_kib(pid)
+    await bot.stop(timeout=60)
+    out["output"] = bot.output
 
 
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--guilds", type=int, default=10_000)
     parser.add_argument("--players", type=int, default=100, help="players (one character each) per guild")
+    parser.add_argument("--channels", type=int, default=1, help="channels per guild besides the RP channel")
+    parser.add_argument("--roles", type=int, default=1, help="roles per guild besides @everyone, staff and the bot's")
+    parser.add_argument("--burst", type=int, default=20_000,
+                        help="RP messages sent as fast as possible over all guilds right after start-up, on a "
+                             "cold cache (0: none)")
     parser.add_argument("--seconds", type=float, default=30, help="length of the message stream")
     parser.add_argument("--rate", type=float, default=1000, help="RP messages per second")
     parser.add_argument("--xp-pause", type=float, default=0.02, help="seconds between one /xp and the next")
@@ -206,14 +249,15 @@ async def main() -> None:
     parser.add_argument("--ready-timeout", type=float, default=600)
     args = parser.parse_args()
     print(f"machine: {os.cpu_count()} cores, Python {sys.version.split()[0]}; {args.guilds:,} guilds × "
-          f"{args.players} players = {args.guilds * args.players:,} characters; "
+          f"{args.players} players = {args.guilds * args.players:,} characters; {args.channels + 1} channels "
+          f"and {args.roles + 3} roles per guild; "
           f"{args.rate:,.0f} messages/s for {args.seconds:.0f} s")
     with postgres_server() as server:
         url = await fresh_database(server)
         try:
             async with FakeDiscord(timeout=30) as fake:
                 start = time.perf_counter()
-                guilds = Guilds(fake, args.guilds, args.players)
+                guilds = Guilds(fake, args.guilds, args.players, args.channels, args.roles)
                 world = [("fake Discord: guilds, channels, roles, members", time.perf_counter() - start)]
                 world += list((await fill(url, guilds)).items())
                 print_table("The world", [(what, f"{took:.1f} s") for what, took in world], ("step", "took"))
@@ -229,6 +273,11 @@ def report(run: dict) -> None:
         ("on_ready (discord.py waits 2 s after the last GUILD_CREATE)", f"{run['online']:.1f} s",
          f"RSS {mib(run['ready rss'])}, peak {mib(run['ready peak'])}"),
     ], ("event", "time", "bot memory"))
+    if "burst" in run:
+        rate, sent = run["burst"]
+        print_table("Burst right after start-up (cold caches)", [
+            (f"{run['burst args']:,} messages over random guilds", f"{rate:,.0f}", f"{sent:,.0f}",
+             mib(run["burst rss"]))], ("what", "messages/s until counted", "sent at /s", "bot RSS after"))
     total, took = run["total"], run["took"]
     rows = [(f"{t:5.1f} s", mib(rss), mib(peak)) for t, rss, peak in run["memory"]]
     rows.append(("end", mib(run["end rss"]), mib(run["end peak"])))
@@ -241,7 +290,7 @@ def report(run: dict) -> None:
         ("/xp p50 / p99", f"{percentile(samples, 0.5):.1f} / {percentile(samples, 0.99):.1f} ms "
                           f"({len(samples):,} calls, {len(run['wrong'])} wrong)"),
         ("XP", f"{'exact' if run['exact'] else 'WRONG'} ({run['what']})"),
-        ("XP writes", f"{trips:,} round trips for {events:,} events"),
+        ("XP writes (burst and stream)", f"{trips:,} round trips for {events:,} events"),
         ("tracked-channel reads", f"{int(reads.group(1)):,}" if reads else "(not reported)"),
         ("bot memory", f"RSS at ready {mib(run['ready rss'])}, at end {mib(run['end rss'])}, "
                        f"peak {mib(run['end peak'])}"),
