@@ -12,11 +12,11 @@ import os
 import time
 from dataclasses import asdict
 from pathlib import Path
-from typing import Awaitable, Callable, Union
+from typing import Any, Awaitable, Callable, Union
 
 import asyncpg
 
-from database import Award, Database, HFResult, RPMessage, is_unavailable
+from database import Award, Database, HFResult, RPMessage, again_if_rolled_back, is_unavailable
 
 log = logging.getLogger("xpbot.queue")
 
@@ -264,18 +264,25 @@ class XPQueue:
         messages = [m for m, _ in items]
         # live messages count at the database's clock; replayed ones at their own time
         now = None if live else [at for _, at in items]
-        self.round_trips += 1
-        awards = await self.db.award_rp_many(messages, now=now)
+        awards = await self._write(lambda: self.db.award_rp_many(messages, now=now))
         for message, award in zip(messages, awards):
             await self._announce(message, award)
         return awards
 
     async def _apply_hf(self, result: HFResult, at: dt.datetime | None) -> Award:
-        self.round_trips += 1
-        award = await self.db.award_hf(result.guild_id, result.channel_ids, result.name, result.mentions,
-                                       result.success, message_id=result.message_id, now=at)
+        award = await self._write(lambda: self.db.award_hf(
+            result.guild_id, result.channel_ids, result.name, result.mentions, result.success,
+            message_id=result.message_id, now=at))
         await self._announce(result, award)
         return award
+
+    async def _write(self, call: Callable[[], Awaitable]) -> Any:
+        """One database call for XP; made again if PostgreSQL rolled it back (it counts each
+        message once anyway)."""
+        def counted() -> Awaitable:
+            self.round_trips += 1
+            return call()
+        return await again_if_rolled_back(counted, "XP write")
 
     async def _announce(self, event: XPEvent, award: Award) -> None:
         """Tell `on_award`; its failures are logged, never undo or repeat the award."""
