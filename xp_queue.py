@@ -195,6 +195,12 @@ class XPQueue:
     async def rp(self, message: RPMessage, *, at: dt.datetime | None = None) -> Award | None:
         """Award RP XP for one message; None when kept for later (database unavailable).
         `at` (the message's time) is the day a kept message counts on."""
+        future = self.submit_rp(message, at=at)
+        return None if future is None else await future
+
+    def submit_rp(self, message: RPMessage, *, at: dt.datetime | None = None) -> asyncio.Future | None:
+        """`rp` without waiting: the future of the award, or None when kept for later. What
+        waits for the database is then this small event, not the caller (and what it holds)."""
         self.events += 1
         if self.pending:
             self._keep((message, at))
@@ -206,7 +212,7 @@ class XPQueue:
             task = asyncio.get_running_loop().create_task(self._flush())
             self._flushers.add(task)
             task.add_done_callback(self._flusher_done)
-        return await future
+        return future
 
     async def hf(self, result: HFResult, *, at: dt.datetime | None = None) -> Award | None:
         """Award HF XP for one hunting/foraging result now, or keep it; None when kept."""
