@@ -3,7 +3,7 @@ and memory, then a steady stream of RP messages spread over the guilds with `/xp
 players of random guilds during it.
 
     python bench/bench_guilds.py [--guilds 10000] [--players 100] [--channels 1] [--roles 1]
-                                 [--shards N] [--burst 20000] [--seconds 30] [--rate 1000]
+                                 [--shards N] [--burst 20000] [--seconds 60] [--rate 1000]
                                  [--xp-pause 0.02]
 
 A small run: `--guilds 1000 --players 100 --seconds 10`.
@@ -256,7 +256,7 @@ async def main() -> None:
     parser.add_argument("--burst", type=int, default=20_000,
                         help="RP messages sent as fast as possible over all guilds right after start-up, on a "
                              "cold cache (0: none)")
-    parser.add_argument("--seconds", type=float, default=30, help="length of the message stream")
+    parser.add_argument("--seconds", type=float, default=60, help="length of the message stream")
     parser.add_argument("--rate", type=float, default=1000, help="RP messages per second")
     parser.add_argument("--xp-pause", type=float, default=0.02, help="seconds between one /xp and the next")
     parser.add_argument("--shards", type=int, default=0,
