@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import logging
 import os
 import sys
@@ -44,6 +45,12 @@ def register_commands(tree: discord.app_commands.CommandTree) -> None:
     for area in AREAS:
         for command in area.COMMANDS:
             tree.add_command(command)
+
+
+def rp_failed(message_id: int, guild_id: int, award: asyncio.Future) -> None:
+    """Log an RP award that failed (the listener no longer waits for it)."""
+    if not award.cancelled() and award.exception() is not None:
+        log.error("XP for message %s in guild %s failed", message_id, guild_id, exc_info=award.exception())
 
 
 # -- the client -------------------------------------------------------------------------------
@@ -159,8 +166,8 @@ class XPBot(discord.AutoShardedClient):
         if not await self.queue.drain(timeout=10):
             log.warning("Database still unavailable at shutdown")
         self.queue.save()
-        log.info("XP events this run: %d in %d database round trips", self.queue.events,
-                 self.queue.round_trips)
+        log.info("XP events this run: %d in %d database round trips; %d tracked-channel reads",
+                 self.queue.events, self.queue.round_trips, self.tracked.reads)
         await self.tracked.close()
         await self.db.close()
 
@@ -186,8 +193,12 @@ class XPBot(discord.AutoShardedClient):
                     await self._hunting_or_foraging(message, parent_id)
             elif rp is None or channel.id in rp or parent_id in rp:
                 log.debug("RP message %s (%d chars)", message.id, len(message.content))
-                await self.queue.rp(RPMessage(message.guild.id, channel.id, parent_id, message.author.id,
-                                              len(message.content), message.id), at=message.created_at)
+                # Not awaited: while the award waits for the database (a burst, thousands of
+                # guilds, an outage), only the small event is kept, not discord.py's message.
+                award = self.queue.submit_rp(RPMessage(message.guild.id, channel.id, parent_id, message.author.id,
+                                                       len(message.content), message.id), at=message.created_at)
+                if award is not None:
+                    award.add_done_callback(functools.partial(rp_failed, message.id, message.guild.id))
         except Exception:
             log.exception("XP for message %s in guild %s failed", message.id, message.guild.id)
 

@@ -12,12 +12,13 @@ import datetime as dt
 import json
 import logging
 import os
+import random
 import time
 import zlib
 from collections import OrderedDict
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, AsyncIterator, Callable, Iterable, Sequence
+from typing import Any, AsyncIterator, Awaitable, Callable, Iterable, Sequence, TypeVar
 
 import asyncpg
 
@@ -32,6 +33,7 @@ from rules import (CR_XP, MONSTER_COUNT_MAX, QUEST_DMS_MAX, QUEST_MONSTERS_MAX, 
                    clean_bracket, clean_cr, parse_date, quest_share)
 
 log = logging.getLogger("xpbot.database")
+T = TypeVar("T")
 
 DEFAULT_POOL_SIZE = 10
 
@@ -54,6 +56,27 @@ UNAVAILABLE_ERRORS = (OSError, asyncio.TimeoutError, asyncpg.PostgresConnectionE
 
 def is_unavailable(exc: BaseException) -> bool:
     return isinstance(exc, UNAVAILABLE_ERRORS) and not isinstance(exc, UserError)
+
+
+# PostgreSQL rolled the whole transaction back (a deadlock victim, a serialization failure):
+# nothing of it was applied, so it may simply run again. Every process applies the schema at
+# start-up, locking tables in the file's order: beside XP being written, one of the two can be
+# chosen as a deadlock victim.
+ROLLED_BACK = (asyncpg.exceptions.DeadlockDetectedError, asyncpg.exceptions.SerializationError)
+
+
+async def again_if_rolled_back(call: Callable[[], Awaitable[T]], what: str, attempts: int = 8) -> T:
+    """`await call()`, up to `attempts` times while PostgreSQL rolls it back (ROLLED_BACK),
+    waiting a little longer (and a random part of it) each time: ~2.5 s in all at most."""
+    for attempt in range(1, attempts + 1):
+        try:
+            return await call()
+        except ROLLED_BACK as e:
+            if attempt == attempts:
+                raise
+            log.info("%s rolled back (%s); running it again", what, type(e).__name__)
+            await asyncio.sleep(0.01 * 2 ** (attempt - 1) * random.uniform(0.5, 1.5))
+    raise AssertionError("unreachable")
 
 
 class CharacterNotFound(UserError):
@@ -298,9 +321,12 @@ class Database:
 
     async def apply_schema(self) -> None:
         sql = SCHEMA_PATH.read_text(encoding="utf-8")
-        async with self.pool.acquire() as con, con.transaction():
-            await con.execute("SELECT pg_advisory_xact_lock($1)", SCHEMA_LOCK)
-            await con.execute(sql)
+
+        async def apply() -> None:
+            async with self.pool.acquire() as con, con.transaction():
+                await con.execute("SELECT pg_advisory_xact_lock($1)", SCHEMA_LOCK)
+                await con.execute(sql)
+        await again_if_rolled_back(apply, "Applying the schema")
 
     async def close(self) -> None:
         for task in list(self._name_index_loads.values()):  # name indexes being built: not needed now
@@ -322,6 +348,13 @@ class Database:
         """The guild's settings; the defaults when it has never changed any."""
         row = await self.pool.fetchrow("SELECT * FROM config WHERE guild_id = $1", guild_id)
         return GuildConfig.from_row(row) if row else GuildConfig(guild_id)
+
+    async def tracked_channels(self, guild_ids: Sequence[int]) -> dict[int, tuple[frozenset[int], frozenset[int]]]:
+        """(RP channel ids, HF channel ids) of each of these guilds that has settings, in one
+        query (a guild without settings tracks nothing)."""
+        rows = await self.pool.fetch("SELECT guild_id, rp_channels, hf_channels FROM config "
+                                     "WHERE guild_id = ANY($1::bigint[])", list(guild_ids))
+        return {r["guild_id"]: (frozenset(r["rp_channels"]), frozenset(r["hf_channels"])) for r in rows}
 
     async def _change_config(self, guild_id: int, changed_by: int | None, columns: list[str],
                              upsert: str, *args: Any) -> tuple[GuildConfig, dict]:

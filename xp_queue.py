@@ -5,17 +5,18 @@ from __future__ import annotations
 import asyncio
 import collections
 import datetime as dt
+import itertools
 import json
 import logging
 import os
 import time
 from dataclasses import asdict
 from pathlib import Path
-from typing import Awaitable, Callable, Union
+from typing import Any, Awaitable, Callable, Union
 
 import asyncpg
 
-from database import Award, Database, HFResult, RPMessage, is_unavailable
+from database import Award, Database, HFResult, RPMessage, again_if_rolled_back, is_unavailable
 
 log = logging.getLogger("xpbot.queue")
 
@@ -23,26 +24,39 @@ XPEvent = Union[RPMessage, HFResult]
 Kept = tuple[XPEvent, "dt.datetime | None"]  # an event and the time it counts at
 CONFIG_TTL = 60.0  # seconds a cached tracked-channel set may live without a NOTIFY
 NOTIFY_CHANNEL = "xpbot_config"  # schema.sql's config trigger notifies here
+NOTHING_TRACKED: tuple[frozenset[int], frozenset[int]] = (frozenset(), frozenset())
 
 
 class TrackedChannels:
     """Each guild's tracked RP and HF channels, cached so that messages in untracked
     channels cost no round trip (the XP functions check tracking again themselves).
 
+    Guilds missing from the cache are read together: every guild asked for while earlier
+    reads are in flight goes into the next read (one query for up to READ_BATCH guilds),
+    so a process in thousands of guilds does not pay a round trip per guild when messages
+    come from all of them at once (at start-up, after a reconnect, when entries expire).
+
     Every process LISTENs for config changes on a connection of its own; entries also
     expire after CONFIG_TTL in case a notification is missed, and are not trusted at all
     while the listener is down.
     """
 
+    READ_BATCH = 1000       # guilds per read
+    READS_IN_FLIGHT = 4     # reads at once (a slow one does not hold up the others)
+
     def __init__(self, db: Database):
         self.db = db
         self._tracked: dict[int, tuple[float, frozenset[int], frozenset[int]]] = {}
-        self._loading: dict[int, asyncio.Future] = {}
+        self._loading: dict[int, asyncio.Future] = {}  # guild -> the read it waits for
+        self._wanted: dict[int, asyncio.Future] = {}   # guilds waiting for the next read
+        self._readers: set[asyncio.Task] = set()
+        self._reading = 0  # readers started and not finished
         self._generation: dict[int, int] = {}  # bumped on every change: a read in flight is stale
         self._listener: asyncpg.Connection | None = None
         self._listening = False
         self._relisten: asyncio.Task | None = None
         self._closed = False
+        self.reads = 0  # database reads made to fill the cache
         db.config_changed.append(self.forget)
 
     async def get(self, guild_id: int) -> tuple[frozenset[int], frozenset[int]]:
@@ -52,24 +66,55 @@ class TrackedChannels:
             return entry[1], entry[2]
         loading = self._loading.get(guild_id)
         if loading is None:  # one read per guild, however many messages wait for it
-            loading = asyncio.ensure_future(self._load(guild_id))
-            self._loading[guild_id] = loading
-            loading.add_done_callback(
-                lambda done: self._loading.get(guild_id) is done and self._loading.pop(guild_id))
+            loop = asyncio.get_running_loop()
+            loading = loop.create_future()
+            loading.add_done_callback(lambda done: done.cancelled() or done.exception())  # awaited below
+            first = not self._wanted
+            self._loading[guild_id] = self._wanted[guild_id] = loading
+            if first and self._reading < self.READS_IN_FLIGHT:  # else a reader takes it when done
+                self._reading += 1
+                reader = loop.create_task(self._read())
+                self._readers.add(reader)
+                reader.add_done_callback(self._readers.discard)
         return await asyncio.shield(loading)
 
-    async def _load(self, guild_id: int) -> tuple[frozenset[int], frozenset[int]]:
-        generation = self._generation.get(guild_id, 0)
-        cfg = await self.db.get_config(guild_id)
-        value = (frozenset(cfg.rp_channels), frozenset(cfg.hf_channels))
-        if self._generation.get(guild_id, 0) == generation:  # not changed while we read
-            self._tracked[guild_id] = (time.monotonic() + CONFIG_TTL, *value)
-        return value
+    async def _read(self) -> None:
+        """Read the wanted guilds, READ_BATCH at a time, until none is left."""
+        try:
+            while self._wanted:
+                await self._read_batch(dict(itertools.islice(self._wanted.items(), self.READ_BATCH)))
+        finally:
+            self._reading -= 1  # with the check above, at once: a guild wanted from now starts a reader
+
+    async def _read_batch(self, batch: dict[int, asyncio.Future]) -> None:
+        for guild_id in batch:
+            del self._wanted[guild_id]
+        generations = {guild_id: self._generation.get(guild_id, 0) for guild_id in batch}
+        self.reads += 1
+        try:
+            found = await self.db.tracked_channels(list(batch))
+        except Exception as e:
+            for guild_id, loading in batch.items():
+                self._settled(guild_id, loading)
+                loading.set_exception(e)
+            return
+        expires = time.monotonic() + CONFIG_TTL
+        for guild_id, loading in batch.items():
+            value = found.get(guild_id, NOTHING_TRACKED)
+            if self._generation.get(guild_id, 0) == generations[guild_id]:  # not changed while we read
+                self._tracked[guild_id] = (expires, *value)
+            self._settled(guild_id, loading)
+            loading.set_result(value)
+
+    def _settled(self, guild_id: int, loading: asyncio.Future) -> None:
+        if self._loading.get(guild_id) is loading:
+            del self._loading[guild_id]
 
     def forget(self, guild_id: int) -> None:
         self._generation[guild_id] = self._generation.get(guild_id, 0) + 1
         self._tracked.pop(guild_id, None)
-        self._loading.pop(guild_id, None)
+        if guild_id not in self._wanted:  # a read in flight may predate the change: the next get reads again
+            self._loading.pop(guild_id, None)
 
     async def start(self) -> None:
         """Open the listening connection (not from the pool)."""
@@ -150,6 +195,12 @@ class XPQueue:
     async def rp(self, message: RPMessage, *, at: dt.datetime | None = None) -> Award | None:
         """Award RP XP for one message; None when kept for later (database unavailable).
         `at` (the message's time) is the day a kept message counts on."""
+        future = self.submit_rp(message, at=at)
+        return None if future is None else await future
+
+    def submit_rp(self, message: RPMessage, *, at: dt.datetime | None = None) -> asyncio.Future | None:
+        """`rp` without waiting: the future of the award, or None when kept for later. What
+        waits for the database is then this small event, not the caller (and what it holds)."""
         self.events += 1
         if self.pending:
             self._keep((message, at))
@@ -161,7 +212,7 @@ class XPQueue:
             task = asyncio.get_running_loop().create_task(self._flush())
             self._flushers.add(task)
             task.add_done_callback(self._flusher_done)
-        return await future
+        return future
 
     async def hf(self, result: HFResult, *, at: dt.datetime | None = None) -> Award | None:
         """Award HF XP for one hunting/foraging result now, or keep it; None when kept."""
@@ -219,18 +270,25 @@ class XPQueue:
         messages = [m for m, _ in items]
         # live messages count at the database's clock; replayed ones at their own time
         now = None if live else [at for _, at in items]
-        self.round_trips += 1
-        awards = await self.db.award_rp_many(messages, now=now)
+        awards = await self._write(lambda: self.db.award_rp_many(messages, now=now))
         for message, award in zip(messages, awards):
             await self._announce(message, award)
         return awards
 
     async def _apply_hf(self, result: HFResult, at: dt.datetime | None) -> Award:
-        self.round_trips += 1
-        award = await self.db.award_hf(result.guild_id, result.channel_ids, result.name, result.mentions,
-                                       result.success, message_id=result.message_id, now=at)
+        award = await self._write(lambda: self.db.award_hf(
+            result.guild_id, result.channel_ids, result.name, result.mentions, result.success,
+            message_id=result.message_id, now=at))
         await self._announce(result, award)
         return award
+
+    async def _write(self, call: Callable[[], Awaitable]) -> Any:
+        """One database call for XP; made again if PostgreSQL rolled it back (it counts each
+        message once anyway)."""
+        def counted() -> Awaitable:
+            self.round_trips += 1
+            return call()
+        return await again_if_rolled_back(counted, "XP write")
 
     async def _announce(self, event: XPEvent, award: Award) -> None:
         """Tell `on_award`; its failures are logged, never undo or repeat the award."""

@@ -3,8 +3,10 @@ a success and a refusal each, checking the answer and what the database holds.""
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 
+import discord
 import pytest
 
 import migrate_to_postgres
@@ -299,6 +301,28 @@ async def test_rp_messages_in_tracked_channels_and_their_threads_earn_xp(w):
     await eventually(lambda: _is(w, w.alice, "Luna", 5), "1 XP from the last plain message")
     await asyncio.sleep(0.2)
     assert await xp_of(w, w.alice, "Luna") == 5
+
+
+async def test_messages_waiting_for_the_database_keep_no_discord_objects_alive(w):
+    """While the database is slow to write a burst (thousands of guilds, an outage beginning),
+    the listener has handed each award over and returned: only the small event waits, not
+    discord.py's Message with its Member and payload."""
+    await w.db.add_channel(w.guild.id, "rp", w.rp.id)
+    await w.db.set_rp_cap(w.guild.id, 1000)
+    await w.db.create_character(w.guild.id, w.alice.id, "Luna")
+    write, release = w.client.db.award_rp_many, asyncio.Event()
+
+    async def held(*args, **kwargs):
+        await release.wait()
+        return await write(*args, **kwargs)
+    w.client.db.award_rp_many = held
+    for _ in range(50):
+        await w.fake.send_message(w.rp, w.alice, "x" * 240)  # 1 XP each
+    await eventually(lambda: w.client.queue.events == 50, "50 messages handed to the XP queue")
+    gc.collect()
+    assert [o for o in gc.get_objects() if isinstance(o, discord.Message) and o.channel.id == w.rp.id] == []
+    release.set()
+    await eventually(lambda: _is(w, w.alice, "Luna", 50), "50 XP once the database answers")
 
 
 def hunt(title, description=""):

@@ -709,3 +709,22 @@ async def test_deleted_channel_and_denied_permissions_are_refused(world):
             await rp_channel.send("anyone there?")
         assert error.value.code == 10003
     assert [r.status for r in fake.rejected] == [403, 403, 404]
+
+
+class NoIdentifyWait(discord.AutoShardedClient):
+    """All shards of one process, identifying without discord.py's 5 s between shards."""
+
+    async def before_identify_hook(self, shard_id: int | None, *, initial: bool = False) -> None:
+        pass
+
+
+async def test_past_2500_guilds_discord_requires_shards_and_recommends_one_per_1000(fake_discord: FakeDiscord):
+    fake = fake_discord
+    guilds = [fake.add_guild(f"g{g}", id=(100 + g) << 22) for g in range(2501)]
+    with pytest.raises(discord.ConnectionClosed) as closed:
+        async with run_client(discord.Client(intents=discord.Intents.none())):
+            pass
+    assert closed.value.code == 4011 and fake.sessions == []
+    async with run_client(NoIdentifyWait(intents=discord.Intents.none()), timeout=30) as client:
+        assert client.shard_count == 3 and len(client.guilds) == len(guilds)
+    assert sorted(s.shard for s in fake.sessions) == [(0, 3), (1, 3), (2, 3)]

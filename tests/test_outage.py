@@ -174,3 +174,26 @@ async def test_a_full_pending_queue_drops_new_events_and_says_so(own_server, cap
         await asyncio.to_thread(own_server.start)
     assert await pending.drain(timeout=30)
     await db.close()
+
+
+async def test_a_process_starting_while_xp_is_written_costs_no_xp(db, database_url):
+    """Applying the schema (every process does at start-up) locks tables in its own order:
+    an award batch PostgreSQL rolls back as a deadlock victim is written again, not lost."""
+    await prepare(db)
+    queue = XPQueue(db)
+    starting = Database(database_url, max_size=1)
+    await starting.connect()
+
+    async def starts() -> None:
+        for _ in range(2):
+            await starting.apply_schema()
+
+    async def messages() -> list:
+        return await asyncio.gather(*(queue.rp(RPMessage(G, RP, None, PLAYERS[i % len(PLAYERS)], RATE, i + 1),
+                                               at=NOW) for i in range(3000)))
+    try:
+        awards, _ = await asyncio.gather(messages(), starts())
+    finally:
+        await starting.close()
+    assert all(a.status == "awarded" for a in awards)
+    assert await xp_by_player(db) == {p: 300 for p in PLAYERS}

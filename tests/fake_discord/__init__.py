@@ -96,7 +96,9 @@ follow-ups and edits only after it (404 10015); the bot's own non-ephemeral mess
 to it (DMs too, on shard 0 with DIRECT_MESSAGES); MESSAGE_CONTENT, GUILD_MESSAGES, GUILD_MEMBERS
 and GUILDS intents (the bot's own GUILD_MEMBER_UPDATE comes regardless); members in GUILD_CREATE
 only with the presences intent (else discord.py chunks them); ephemeral messages usable only by
-their owner and unknown to channel routes; sessions that RESUME get the events they missed; a close
+their owner and unknown to channel routes; sessions that RESUME get the events they missed; a session
+of more than 2,500 guilds closed with 4011 (sharding required) and GET /gateway/bot recommending one
+shard per 1,000 guilds (FakeDiscord(recommended_shards=n) overrides it); a close
 with 1000/1001 by the bot ends its session (discord.py's close() actually sends 4000, so its
 sessions stay resumable, as on Discord).
 Member roles (PUT/DELETE .../members/{user}/roles/{role}, PATCH .../members/{user} roles/nick):

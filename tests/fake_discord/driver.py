@@ -48,12 +48,12 @@ class FakeDiscord(GuildsMixin, MessagesMixin, InteractionsMixin, CommandsMixin, 
 
     def __init__(self, *, token: Optional[str] = None, bot_name: str = "XP Bot", timeout: float = DEFAULT_TIMEOUT,
                  heartbeat_interval_ms: int = 2000, echo_bot_messages: bool = True,
-                 recommended_shards: int = 1, port: int = 0):
+                 recommended_shards: Optional[int] = None, port: int = 0):
         self.token = token                        # when set, other tokens get 401 / close 4004
         self.timeout = timeout
         self.heartbeat_interval_ms = heartbeat_interval_ms
         self.echo_bot_messages = echo_bot_messages  # Discord echoes the bot's own messages to it
-        self.recommended_shards = recommended_shards
+        self.recommended_shards = recommended_shards  # None: one per 1,000 guilds, as Discord recommends
         self.bot_user = User(snowflake(), bot_name, bot=True)
         self.application_id = self.bot_user.id
         self.owner = User(snowflake(), "app-owner")

@@ -21,6 +21,11 @@ INTENT_GUILD_MESSAGES = 1 << 9
 INTENT_DIRECT_MESSAGES = 1 << 12
 INTENT_MESSAGE_CONTENT = 1 << 15
 
+# Sharding: a session may hold at most 2,500 guilds (more: close 4011), and GET /gateway/bot
+# recommends one shard per 1,000 guilds.
+MAX_GUILDS_PER_SESSION = 2500
+GUILDS_PER_RECOMMENDED_SHARD = 1000
+
 # The intent a session needs to receive each event (events not listed here are always sent).
 EVENT_INTENTS = {
     **dict.fromkeys(("GUILD_MEMBER_ADD", "GUILD_MEMBER_UPDATE", "GUILD_MEMBER_REMOVE"), INTENT_GUILD_MEMBERS),
@@ -200,10 +205,13 @@ class GatewayMixin:
         if shard is not None and not 0 <= shard[0] < shard[1]:
             await self._close(ws, 4010, "Invalid shard.")
             return None
+        guilds = self.shard_guilds(shard)  # type: ignore[arg-type]
+        if len(guilds) > MAX_GUILDS_PER_SESSION:
+            await self._close(ws, 4011, "Sharding required.")
+            return None
         session = GatewaySession(shard, int(d.get("intents", 0)))  # type: ignore[arg-type]
         session.ws = ws
         self.sessions.append(session)
-        guilds = self.shard_guilds(shard)  # type: ignore[arg-type]
         ready = {
             "v": 10, "user": {**self.bot_user.payload(), "verified": True, "mfa_enabled": False},
             "guilds": [{"id": str(g.id), "unavailable": True} for g in guilds], "session_id": session.id,

@@ -7,6 +7,7 @@ from typing import Any, Callable
 
 from aiohttp import web
 
+from .gateway import GUILDS_PER_RECOMMENDED_SHARD
 from .limits import DiscordError
 from .replies import RecordedRequest, UploadedFile
 
@@ -154,6 +155,7 @@ class RestMixin:
     async def _gateway_info(self, request: web.Request) -> web.Response:
         data: dict[str, Any] = {"url": self.gateway_url}
         if request.path.endswith("/bot"):
-            data.update(shards=self.recommended_shards, session_start_limit={
+            shards = self.recommended_shards or max(1, -(-len(self.guilds) // GUILDS_PER_RECOMMENDED_SHARD))
+            data.update(shards=shards, session_start_limit={
                 "total": 1000, "remaining": 1000, "reset_after": 0, "max_concurrency": 1})
         return json_response(data)
