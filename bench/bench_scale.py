@@ -61,13 +61,14 @@ async def fill(db: Database, guilds: int, per_guild: int, rng: random.Random) ->
             characters.append((guild, i + 1, name, rng.randint(0, 400_000), BitString(bits), length,
                                _trigram_keys(guild, name.lower())))
     async with db.pool.acquire() as con:
-        await con.copy_records_to_table("users", records=users, columns=["guild_id", "user_id"])
+        await con.copy_records_to_table("users", records=users, columns=["guild_id", "user_id"], timeout=3600)
         await con.copy_records_to_table(
             "characters", records=characters,
-            columns=["guild_id", "user_id", "name", "xp", "name_letters", "name_length", "name_trigrams"])
+            columns=["guild_id", "user_id", "name", "xp", "name_letters", "name_length", "name_trigrams"],
+            timeout=3600)
         await con.execute("UPDATE users u SET active_character_id = c.id FROM characters c "
-                          "WHERE c.guild_id = u.guild_id AND c.user_id = u.user_id")
-    await db.pool.execute("VACUUM ANALYZE")
+                          "WHERE c.guild_id = u.guild_id AND c.user_id = u.user_id", timeout=3600)
+    await db.pool.execute("VACUUM ANALYZE", timeout=3600)
     await db.create_character(SMALL, 1, "Luna")
     return by_guild
 
