@@ -230,7 +230,7 @@ SIGN_CHUNK = 2000  # names signed per round trip (sign_names)
 # misspelt-name lookups (name_index.py), NAME_INDEX_MAX names at most over all guilds (the
 # least recently used go first); smaller guilds are asked again after NAME_INDEX_RECHECK s.
 NAME_INDEX_MIN, NAME_INDEX_MAX, NAME_INDEX_RECHECK = 2_000, 500_000, 600  # 500,000 names: ~75 MiB
-NAME_INDEX_CHUNK = 200  # names read and indexed per step: the event loop runs in between
+NAME_INDEX_CHUNK = 100  # names read and indexed per step: the event loop runs in between
 CONTAINS_SCAN_MAX = 2_000  # autocomplete reads a guild's names for "contains" below this many
 EXPORT_CHUNK = 1000  # export rows (one per character) read per round trip
 KEEP: Any = object()  # edit_character: leave this value as it is
