@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import functools
+import gc
 import logging
 import os
 import sys
@@ -129,6 +130,10 @@ class XPBot(discord.AutoShardedClient):
         if not self._announced_online:
             self._announced_online = True
             log.info("✅ %s is online", self.user.name if self.user else "XP Bot")
+            # What start-up made (discord.py's cache of every guild) lives as long as the
+            # process: left out of the collector's full passes, which otherwise hold the event
+            # loop longer the more guilds there are.
+            gc.freeze()
 
     def _spawn(self, coro) -> None:
         task = asyncio.get_running_loop().create_task(coro)
