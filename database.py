@@ -260,10 +260,9 @@ def _trigram_keys(guild_id: int, lowered: str) -> list[int]:
     return sorted({zlib.crc32(f"{guild_id}:{run}".encode()) - 2 ** 31 for run in runs})
 
 
-def _signatures(rows: list) -> tuple[list[tuple[str, int]], list[str]]:
-    """Each row's (guild_id, name) letter signature and trigram keys (as "k1,k2,...")."""
-    return ([letter_signature(r["name"]) for r in rows],
-            [",".join(map(str, _trigram_keys(r["guild_id"], r["name"].lower()))) for r in rows])
+def _signatures(names: list[tuple[int, str]]) -> list[tuple[str, int, list[int]]]:
+    """For each (guild id, name): its letter signature, casefolded length and trigram keys."""
+    return [(*letter_signature(name), _trigram_keys(guild_id, name.lower())) for guild_id, name in names]
 
 
 async def _matched(text: str, rows: list) -> list[int]:
@@ -694,15 +693,15 @@ class Database:
                 """SELECT guild_id, id, name FROM characters
                     WHERE name_letters IS NULL AND ($1::bigint IS NULL OR guild_id = $1) AND (guild_id, id) > ($2, $3)
                     ORDER BY guild_id, id LIMIT $4""", guild_id, *after, SIGN_CHUNK):
-            signatures, grams = await asyncio.to_thread(_signatures, rows)  # CPU: off the event loop
+            computed = await asyncio.to_thread(_signatures, [(r["guild_id"], r["name"]) for r in rows])  # CPU
             await self.pool.execute(
                 """UPDATE characters c SET name_letters = s.bits::bit(128), name_length = s.length,
                                           name_trigrams = string_to_array(s.grams, ',')::int[]
                      FROM unnest($1::bigint[], $2::text[], $3::text[], $4::smallint[], $5::text[])
                           AS s (id, name, bits, length, grams)
                     WHERE c.id = s.id AND c.name = s.name""",
-                [r["id"] for r in rows], [r["name"] for r in rows], [b for b, _ in signatures],
-                [n for _, n in signatures], grams)
+                [r["id"] for r in rows], [r["name"] for r in rows], [b for b, _, _ in computed],
+                [n for _, n, _ in computed], [",".join(map(str, g)) for _, _, g in computed])
             signed += len(rows)
             after = (rows[-1]["guild_id"], rows[-1]["id"])
             await asyncio.sleep(0)
@@ -1206,6 +1205,9 @@ class Database:
         columns = list(settings)  # names from the caller's constants only; values are parameters
         assert set(columns) <= {*CHANNEL_KINDS.values(), *DEFAULTS, "levelup_mode", "levelup_channel",
                                 "staff_roles", "log_channel", "level_role_mode"}
+        # The names' signatures go in with them (not signed after: a second write of every row).
+        signed = await asyncio.to_thread(_signatures, [(guild_id, c[2]) for c in characters])
+        characters = [(*c, *computed) for c, computed in zip(characters, signed)]
         async with self.pool.acquire() as con, con.transaction():
             await con.execute(
                 f"""INSERT INTO config AS cfg (guild_id, {', '.join(columns)})
@@ -1222,8 +1224,9 @@ class Database:
                                                 active text) ON COMMIT DROP;
                    CREATE TEMP TABLE mig_characters (user_id bigint, ord int, name text, xp bigint,
                                                      daily_xp int, daily_hf int, char_buffer int,
-                                                     image_url text, sheet_url text, retired boolean)
-                                                     ON COMMIT DROP;""")
+                                                     image_url text, sheet_url text, retired boolean,
+                                                     name_letters text, name_length smallint,
+                                                     name_trigrams int[]) ON COMMIT DROP;""")
             await con.copy_records_to_table("mig_users", records=users)
             await con.copy_records_to_table("mig_characters", records=characters)
             await con.execute(
@@ -1233,13 +1236,16 @@ class Database:
                       SET timezone = EXCLUDED.timezone, last_xp_reset = EXCLUDED.last_xp_reset""", guild_id)
             await con.execute(
                 """INSERT INTO characters (guild_id, user_id, name, xp, daily_xp, daily_hf, char_buffer, image_url,
-                                           sheet_url)
-                   SELECT $1, user_id, name, xp, daily_xp, daily_hf, char_buffer, image_url, sheet_url
+                                           sheet_url, name_letters, name_length, name_trigrams)
+                   SELECT $1, user_id, name, xp, daily_xp, daily_hf, char_buffer, image_url, sheet_url,
+                          name_letters::bit(128), name_length, name_trigrams
                      FROM mig_characters WHERE NOT retired ORDER BY user_id, ord
                    ON CONFLICT (guild_id, user_id, lower(name)) WHERE retired_at IS NULL DO UPDATE
                       SET name = EXCLUDED.name, xp = EXCLUDED.xp, daily_xp = EXCLUDED.daily_xp,
                           daily_hf = EXCLUDED.daily_hf, char_buffer = EXCLUDED.char_buffer,
-                          image_url = EXCLUDED.image_url, sheet_url = EXCLUDED.sheet_url""", guild_id)
+                          image_url = EXCLUDED.image_url, sheet_url = EXCLUDED.sheet_url,
+                          name_letters = EXCLUDED.name_letters, name_length = EXCLUDED.name_length,
+                          name_trigrams = EXCLUDED.name_trigrams""", guild_id)
             await con.execute(
                 """WITH wanted AS (SELECT m.*, row_number() OVER (PARTITION BY user_id, lower(name) ORDER BY ord) AS k
                                      FROM mig_characters m WHERE retired),
@@ -1250,14 +1256,16 @@ class Database:
                                         AND c.user_id IN (SELECT user_id FROM mig_users)),
                         updated AS (UPDATE characters c
                                        SET name = w.name, xp = w.xp, daily_xp = w.daily_xp, daily_hf = w.daily_hf,
-                                           char_buffer = w.char_buffer, image_url = w.image_url, sheet_url = w.sheet_url
+                                           char_buffer = w.char_buffer, image_url = w.image_url, sheet_url = w.sheet_url,
+                                           name_letters = w.name_letters::bit(128), name_length = w.name_length,
+                                           name_trigrams = w.name_trigrams
                                       FROM wanted w JOIN existing e
                                            ON (e.user_id, e.lname, e.k) = (w.user_id, lower(w.name), w.k)
                                      WHERE c.id = e.id RETURNING e.id)
                    INSERT INTO characters (guild_id, user_id, name, xp, daily_xp, daily_hf, char_buffer, image_url,
-                                           sheet_url, retired_at)
+                                           sheet_url, retired_at, name_letters, name_length, name_trigrams)
                    SELECT $1, w.user_id, w.name, w.xp, w.daily_xp, w.daily_hf, w.char_buffer, w.image_url,
-                          w.sheet_url, now()
+                          w.sheet_url, now(), w.name_letters::bit(128), w.name_length, w.name_trigrams
                      FROM wanted w
                     WHERE NOT EXISTS (SELECT 1 FROM existing e
                                        WHERE (e.user_id, e.lname, e.k) = (w.user_id, lower(w.name), w.k))
@@ -1269,7 +1277,7 @@ class Database:
                              AND c.retired_at IS NULL
                     WHERE u.guild_id = $1 AND u.user_id = m.user_id
                       AND u.active_character_id IS DISTINCT FROM c.id""", guild_id)
-        await self.sign_names(guild_id)
+        await self.sign_names(guild_id)  # those renamed in place (their signature was taken off)
         self._config_changed(guild_id)
 
     async def migration_totals(self, guild_id: int, user_ids: list[int]) -> dict[str, int]:
