@@ -248,6 +248,14 @@ _CLOSE_CANDIDATES = f"""
        AND c.name_length IS NULL AND char_length(c.name) BETWEEN $4 / 3 AND $5"""
 
 
+# A guild's names written by a transaction from $2 on, each row with the oldest transaction
+# still running when they were read (Database._read_names).
+_NAMES_SINCE = """
+    WITH horizon AS MATERIALIZED (SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint AS xmin)
+    SELECT h.xmin, c.id, c.name, c.name_length, c.name_letters
+      FROM horizon h LEFT JOIN characters c ON c.guild_id = $1 AND c.name_xid >= $2::text::xid8"""
+
+
 async def _init_connection(con: asyncpg.Connection) -> None:
     await con.set_type_codec("jsonb", schema="pg_catalog", encoder=json.dumps, decoder=json.loads)
 
@@ -537,9 +545,10 @@ class Database:
                 guild_id, user_id)
             try:
                 row = await con.fetchrow(
-                    """INSERT INTO characters (guild_id, user_id, name, image_url, sheet_url, xp)
-                       VALUES ($1, $2, $3, $4, $5, $6) RETURNING *""",
-                    guild_id, user_id, name, image_url, sheet_url, starting_xp)
+                    """INSERT INTO characters (guild_id, user_id, name, image_url, sheet_url, xp,
+                                               name_letters, name_length, name_trigrams)
+                       VALUES ($1, $2, $3, $4, $5, $6, $7::text::bit(128), $8, $9) RETURNING *""",
+                    guild_id, user_id, name, image_url, sheet_url, starting_xp, *_signatures([(guild_id, name)])[0])
             except asyncpg.UniqueViolationError:
                 raise DuplicateName(name) from None
             await con.execute(
@@ -551,7 +560,6 @@ class Database:
                                               reason, source)
                        VALUES ($1, $2, $3, $4, 0, $4, 'Starting XP', 'start')""",
                     guild_id, row["id"], created_by if created_by is not None else user_id, starting_xp)
-        await self.sign_names(guild_id)
         return replace(Character.from_row(row), active=True)
 
     async def list_characters(self, guild_id: int, user_id: int, *, retired: bool = False) -> list[Character]:
@@ -662,9 +670,7 @@ class Database:
         watermark on, and move the watermark to the oldest transaction still running when
         they were read: whatever commits later has an id at least that, so it is read next
         time. Read in chunks through a cursor (in a transaction) when there are many."""
-        query = """WITH horizon AS MATERIALIZED (SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint AS xmin)
-                   SELECT h.xmin, c.id, c.name, c.name_length, c.name_letters
-                     FROM horizon h LEFT JOIN characters c ON c.guild_id = $1 AND c.name_xid >= $2::text::xid8"""
+        query = _NAMES_SINCE
         rows = (con.cursor(query, guild_id, str(index.watermark), prefetch=NAME_INDEX_CHUNK)
                 if con.is_in_transaction() else _iterate(await con.fetch(query, guild_id, str(index.watermark))))
         batch: list[tuple[int, int, int]] = []
@@ -686,8 +692,10 @@ class Database:
         index.watermark = xmin
 
     async def sign_names(self, guild_id: int | None = None) -> int:
-        """Give every unsigned name (of the guild, or all guilds) its letter signature; a name
-        renamed meanwhile is left for the next call. Returns how many were signed."""
+        """Give every unsigned name (of the guild, or all guilds) its letter signature and
+        trigram keys; a name renamed meanwhile, or whose row another transaction holds (an
+        award, another process signing), is left for the next call: this never waits for a
+        lock, so it can't deadlock with them. Returns how many names it read."""
         signed, after = 0, (0, 0)
         while rows := await self.pool.fetch(
                 """SELECT guild_id, id, name FROM characters
@@ -695,11 +703,13 @@ class Database:
                     ORDER BY guild_id, id LIMIT $4""", guild_id, *after, SIGN_CHUNK):
             computed = await asyncio.to_thread(_signatures, [(r["guild_id"], r["name"]) for r in rows])  # CPU
             await self.pool.execute(
-                """UPDATE characters c SET name_letters = s.bits::bit(128), name_length = s.length,
+                """WITH s AS (SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::smallint[], $5::text[])
+                                          AS s (id, name, bits, length, grams)),
+                        free AS (SELECT c.id FROM characters c JOIN s ON c.id = s.id AND c.name = s.name
+                                  ORDER BY c.id FOR UPDATE OF c SKIP LOCKED)
+                   UPDATE characters c SET name_letters = s.bits::bit(128), name_length = s.length,
                                           name_trigrams = string_to_array(s.grams, ',')::int[]
-                     FROM unnest($1::bigint[], $2::text[], $3::text[], $4::smallint[], $5::text[])
-                          AS s (id, name, bits, length, grams)
-                    WHERE c.id = s.id AND c.name = s.name""",
+                     FROM s JOIN free USING (id) WHERE c.id = s.id""",
                 [r["id"] for r in rows], [r["name"] for r in rows], [b for b, _, _ in computed],
                 [n for _, n, _ in computed], [",".join(map(str, g)) for _, _, g in computed])
             signed += len(rows)
@@ -779,8 +789,10 @@ class Database:
             raise DuplicateName(changes["name"]) from None
         if row is None:
             raise CharacterNotFound(own=owner_id is not None)
-        if "name" in changes:
-            await self.sign_names(guild_id)
+        if "name" in changes:  # the rename took the old name's signature off: the new one's
+            await self.pool.execute(
+                """UPDATE characters SET name_letters = $3::text::bit(128), name_length = $4, name_trigrams = $5
+                    WHERE id = $1 AND name = $2""", row["id"], row["name"], *_signatures([(guild_id, row["name"])])[0])
         before = dict(row["before"])
         before["retired_at"] = None
         return Character.from_row(before), Character.from_row(row)

@@ -93,8 +93,10 @@ class GuildNames:
         for character_id, length, bits in rows:
             old = self.where.get(character_id)
             if old is not None:
-                group = self.lengths[old >> 32]
-                group.ids[old & 0xFFFFFFFF] = 0
+                group, position = self.lengths[old >> 32], old & 0xFFFFFFFF
+                if old >> 32 == length and group.high[position] << 64 | group.low[position] == bits:
+                    continue  # read again, unchanged (a long transaction elsewhere holds the watermark back)
+                group.ids[position] = 0
                 group.dead += 1
             group = self.lengths.get(length)
             if group is None:

@@ -86,8 +86,8 @@ END
 $$;
 CREATE INDEX IF NOT EXISTS characters_guild_name_idx ON characters (guild_id, lower(name) text_pattern_ops);
 -- Misspelt names (version 6): each name's letter signature and casefolded length, written by
--- the bot after every write of a name (database.py, Database.sign_names; what the bits mean:
--- rules.py, letter_signature). A misspelt lookup reads this index alone and compares only
+-- the bot with every name it writes, and by Database.sign_names for any it finds without
+-- (what the bits mean: rules.py, letter_signature). A misspelt lookup reads this index alone and compares only
 -- names whose signature shares enough bits with the text's. A name without one (NULL: just
 -- written or renamed, by anyone) is always compared: a missing signature costs time, never
 -- a match.
@@ -107,7 +107,7 @@ ALTER TABLE characters ADD COLUMN IF NOT EXISTS name_trigrams int[];
 CREATE INDEX IF NOT EXISTS characters_name_trigrams_idx ON characters USING gin (name_trigrams);
 CREATE OR REPLACE FUNCTION characters_unsign() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-    NEW.name_letters := NULL;  -- the old name's: Database.sign_names signs the new one
+    NEW.name_letters := NULL;  -- the old name's: the bot signs the new one (or sign_names later)
     NEW.name_length := NULL;
     NEW.name_trigrams := NULL;
     NEW.name_xid := pg_current_xact_id();

@@ -306,3 +306,13 @@ async def test_name_indexes_stay_within_their_memory_bound_least_recently_used_f
     await in_memory(db, G + 10)
     assert list(db._name_indexes) == [G, G + 10]
     assert (await outcome(db, G2, "qqqq")) == ("none",)  # an evicted guild is looked up in the database
+
+
+async def test_bringing_a_name_index_up_to_date_reads_only_what_was_written_since(db):
+    rng = random.Random(13)
+    await fill(db, G, fantasy_names(5_000, rng))
+    await db.pool.execute("VACUUM ANALYZE characters")
+    watermark = 2 ** 62  # past every transaction (the server's oldest running one may be anyone's)
+    plan = "\n".join(r[0] for r in await db.pool.fetch("EXPLAIN " + database._NAMES_SINCE, G, str(watermark)))
+    assert "characters_guild_name_xid_idx" in plan and "Seq Scan on characters" not in plan, plan
+    assert [r["id"] for r in await db.pool.fetch(database._NAMES_SINCE, G, str(watermark))] == [None]
