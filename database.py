@@ -702,16 +702,19 @@ class Database:
                     WHERE name_letters IS NULL AND ($1::bigint IS NULL OR guild_id = $1) AND (guild_id, id) > ($2, $3)
                     ORDER BY guild_id, id LIMIT $4""", guild_id, *after, SIGN_CHUNK):
             computed = await asyncio.to_thread(_signatures, [(r["guild_id"], r["name"]) for r in rows])  # CPU
-            await self.pool.execute(
-                """WITH s AS (SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::smallint[], $5::text[])
-                                          AS s (id, name, bits, length, grams)),
-                        free AS (SELECT c.id FROM characters c JOIN s ON c.id = s.id AND c.name = s.name
-                                  ORDER BY c.id FOR UPDATE OF c SKIP LOCKED)
-                   UPDATE characters c SET name_letters = s.bits::bit(128), name_length = s.length,
-                                          name_trigrams = string_to_array(s.grams, ',')::int[]
-                     FROM s JOIN free USING (id) WHERE c.id = s.id""",
-                [r["id"] for r in rows], [r["name"] for r in rows], [b for b, _, _ in computed],
-                [n for _, n, _ in computed], [",".join(map(str, g)) for _, _, g in computed])
+            async with self.pool.acquire() as con, con.transaction():
+                # Planned for these ids each time: a plan made once for any ids reads the whole table.
+                await con.execute("SET LOCAL plan_cache_mode = force_custom_plan")
+                await con.execute(
+                    """WITH free AS (SELECT id FROM characters WHERE id = ANY($1::bigint[]) ORDER BY id
+                                       FOR UPDATE SKIP LOCKED)
+                       UPDATE characters c SET name_letters = s.bits::bit(128), name_length = s.length,
+                                              name_trigrams = string_to_array(s.grams, ',')::int[]
+                         FROM unnest($1::bigint[], $2::text[], $3::text[], $4::smallint[], $5::text[])
+                              AS s (id, name, bits, length, grams)
+                        WHERE c.id = s.id AND c.name = s.name AND c.id IN (SELECT id FROM free)""",
+                    [r["id"] for r in rows], [r["name"] for r in rows], [b for b, _, _ in computed],
+                    [n for _, n, _ in computed], [",".join(map(str, g)) for _, _, g in computed])
             signed += len(rows)
             after = (rows[-1]["guild_id"], rows[-1]["id"])
             await asyncio.sleep(0)
