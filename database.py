@@ -226,7 +226,7 @@ _CHARACTER_FROM = "characters c JOIN users u USING (guild_id, user_id)"
 # $n: True, only retired characters; False, only those in play; NULL, both.
 _RETIRED_FILTER = "(${0}::boolean IS NULL OR (c.retired_at IS NOT NULL) = ${0})"
 SIGN_CHUNK = 2000  # names signed per round trip (sign_names)
-# Guilds with at least NAME_INDEX_MIN characters keep their names' signatures in memory for
+# Guilds with at least NAME_INDEX_MIN characters in play keep their names' signatures in memory for
 # misspelt-name lookups (name_index.py), NAME_INDEX_MAX names at most over all guilds (the
 # least recently used go first); smaller guilds are asked again after NAME_INDEX_RECHECK s.
 NAME_INDEX_MIN, NAME_INDEX_MAX, NAME_INDEX_RECHECK = 2_000, 500_000, 600  # 500,000 names: ~75 MiB
@@ -234,16 +234,16 @@ NAME_INDEX_CHUNK = 100  # names read and indexed per step: the event loop runs i
 CONTAINS_SCAN_MAX = 2_000  # autocomplete reads a guild's names for "contains" below this many
 EXPORT_CHUNK = 1000  # export rows (one per character) read per round trip
 KEEP: Any = object()  # edit_character: leave this value as it is
-# The names a misspelling could be of ($1 guild, $2 owner or NULL, $3 retired filter): those
-# of a length from $4 to $5 whose letter signature shares enough bits with $6 ($7: how many,
-# by length), then every unsigned one (rules.close_match_filter, Database.sign_names).
+# The ids of the names a misspelling could be of ($1 guild, $2 owner or NULL, $3 retired
+# filter): those of a length from $4 to $5 whose letter signature shares enough bits with $6
+# ($7: how many, by length), then every unsigned one (rules.close_match_filter, sign_names).
 _CLOSE_CANDIDATES = f"""
-    SELECT c.id, c.name FROM characters c
+    SELECT c.id FROM characters c
      WHERE c.guild_id = $1 AND ($2::bigint IS NULL OR c.user_id = $2) AND {_RETIRED_FILTER.format(3)}
        AND c.name_length BETWEEN $4 AND $5
        AND bit_count(c.name_letters & $6) >= ($7::int[])[c.name_length - $4 + 1]
     UNION ALL
-    SELECT c.id, c.name FROM characters c
+    SELECT c.id FROM characters c
      WHERE c.guild_id = $1 AND ($2::bigint IS NULL OR c.user_id = $2) AND {_RETIRED_FILTER.format(3)}
        AND c.name_length IS NULL AND char_length(c.name) BETWEEN $4 / 3 AND $5"""
 
@@ -616,21 +616,19 @@ class Database:
         wanted = close_match_filter(text)
         index = await self._name_index(guild_id)
         if index is not None:
-            rows = await self.pool.fetch(
-                f"""SELECT {_CHARACTER_COLUMNS} FROM {_CHARACTER_FROM}
-                     WHERE c.guild_id = $1 AND c.id = ANY($2) AND ($3::bigint IS NULL OR c.user_id = $3)
-                       AND {_RETIRED_FILTER.format(4)} ORDER BY c.id""",
-                guild_id, index.candidates(wanted), owner_id, retired)
-            ids = set(await _matched(text, rows))
-            return [r for r in rows if r["id"] in ids]
-        low, high = wanted.lengths
-        names = await self.pool.fetch(_CLOSE_CANDIDATES, guild_id, owner_id, retired, low, high,
-                                      asyncpg.BitString(wanted.signature), list(wanted.needs))
-        ids = await _matched(text, names)
-        if not ids:
-            return []
-        return await self.pool.fetch(
-            f"SELECT {_CHARACTER_COLUMNS} FROM {_CHARACTER_FROM} WHERE c.id = ANY($1) ORDER BY c.id", ids)
+            candidates = index.candidates(wanted)
+        else:
+            low, high = wanted.lengths
+            candidates = [r["id"] for r in await self.pool.fetch(
+                _CLOSE_CANDIDATES, guild_id, owner_id, retired, low, high,
+                asyncpg.BitString(wanted.signature), list(wanted.needs))]
+        rows = await self.pool.fetch(  # as they are now: renamed, retired or gone since the index saw them
+            f"""SELECT {_CHARACTER_COLUMNS} FROM {_CHARACTER_FROM}
+                 WHERE c.guild_id = $1 AND c.id = ANY($2) AND ($3::bigint IS NULL OR c.user_id = $3)
+                   AND {_RETIRED_FILTER.format(4)} ORDER BY c.id""",
+            guild_id, candidates, owner_id, retired)
+        matched = set(await _matched(text, rows))
+        return [r for r in rows if r["id"] in matched]
 
     async def _name_index(self, guild_id: int) -> GuildNames | None:
         """The guild's in-memory name index, brought up to date; None when the guild is small
@@ -650,8 +648,7 @@ class Database:
 
     async def _build_name_index(self, guild_id: int) -> None:
         try:
-            count = await self.pool.fetchval("SELECT count(*) FROM characters WHERE guild_id = $1", guild_id)
-            if count < NAME_INDEX_MIN:
+            if await self._in_play(guild_id) < NAME_INDEX_MIN:
                 self._name_index_small[guild_id] = time.monotonic() + NAME_INDEX_RECHECK
                 return
             index = GuildNames()
